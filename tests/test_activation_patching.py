@@ -1,0 +1,136 @@
+"""Activation patching equals brute force: TransformerLens's helper and a hook-per-head loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer
+from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
+
+from circuits.discovery import Ablation, ActivationPatching, Components, PatchPositions
+from circuits.errors import HeadgraphError
+from circuits.graph import Node
+from circuits.model import hook_mlp_out, hook_z
+from tasks import LogitDiff, PromptPairDataset
+from tests.conftest import TinyFactory, random_dataset
+
+ATOL = 1e-4
+"""Tolerance of float32 scores against brute force (the issue's bound)."""
+
+METRIC = LogitDiff()
+
+
+def _answer_metric(logits: torch.Tensor, data: PromptPairDataset) -> torch.Tensor:
+    """Per-example metric from full logits ``[batch, pos, vocab]``."""
+    rows = torch.arange(len(data))
+    return METRIC(logits[rows, data.answer_pos], data.targets)
+
+
+def brute_force(model: HookedTransformer, data: PromptPairDataset, method: ActivationPatching) -> dict[Node, float]:
+    """One full forward per component with a hook that replaces its output (the slow definition)."""
+    with torch.no_grad():
+        m_clean = _answer_metric(model(data.clean), data)
+        _, corrupt = model.run_with_cache(data.corrupt)
+        valid = torch.arange(data.clean.shape[1])[None] < data.lengths[:, None]
+        out: dict[Node, float] = {}
+        nodes = [Node.of_head(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+        if method.components is Components.HEADS_AND_MLPS:
+            nodes += [Node.of_mlp(layer) for layer in range(model.cfg.n_layers)]
+        for node in nodes:
+            name = hook_z(node.layer) if node.head is not None else hook_mlp_out(node.layer)
+            if method.ablation is Ablation.RESAMPLE:
+                repl = corrupt[name]
+            elif method.ablation is Ablation.ZERO:
+                repl = torch.zeros_like(corrupt[name])
+            else:
+                repl = corrupt[name][valid].mean(0).expand_as(corrupt[name])
+
+            def hook(act: torch.Tensor, hook: object, node: Node = node, repl: torch.Tensor = repl) -> torch.Tensor:
+                act = act.clone()
+                idx = (slice(None), slice(None)) if node.head is None else (slice(None), slice(None), node.head)
+                if method.positions is PatchPositions.ALL:
+                    act[idx] = repl[idx]
+                else:
+                    rows = torch.arange(act.shape[0])
+                    sel = (rows, data.answer_pos) + (() if node.head is None else (node.head,))
+                    act[sel] = repl[sel]
+                return act
+
+            patched = _answer_metric(model.run_with_hooks(data.clean, fwd_hooks=[(name, hook)]), data)
+            out[node] = float((patched - m_clean).mean())
+    return out
+
+
+def assert_matches(model: HookedTransformer, data: PromptPairDataset, method: ActivationPatching) -> None:
+    scores = method(model, data, METRIC, progress=False)
+    expected = brute_force(model, data, method)
+    for node, value in expected.items():
+        got = float(scores.values[scores.graph.node_index(node)])
+        assert abs(got - value) < ATOL, f"{node}: {got} != {value}"
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2, 1])
+def test_equals_transformer_lens_helper(tiny_model: TinyFactory, kv_heads: int | None) -> None:
+    """Noising all positions of hook_z equals TL's helper run on clean tokens with the corrupt cache,
+    for multi-head and grouped-query attention (per query head)."""
+    model = tiny_model(n_key_value_heads=kv_heads, positional_embedding_type="rotary" if kv_heads else "standard")
+    data = random_dataset(n=6, length=7, diff_from=2)
+    scores = ActivationPatching(batch_size=4, max_rows=8)(model, data, METRIC, progress=False)
+    _, corrupt_cache = model.run_with_cache(data.corrupt)
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        return _answer_metric(logits, data).mean()
+
+    with torch.no_grad():
+        reference = get_act_patch_attn_head_out_all_pos(model, data.clean, corrupt_cache, metric)
+        clean = metric(model(data.clean))
+    torch.testing.assert_close(scores.head_matrix(normalized=False), (reference - clean).float(), atol=ATOL, rtol=0)
+    assert scores.baseline.clean == pytest.approx(float(clean), abs=ATOL)
+
+
+@pytest.mark.parametrize("positions", list(PatchPositions))
+@pytest.mark.parametrize("ablation", list(Ablation))
+def test_every_variant_equals_brute_force(
+    tiny_model: TinyFactory, positions: PatchPositions, ablation: Ablation
+) -> None:
+    model = tiny_model(n_key_value_heads=2, positional_embedding_type="rotary")
+    data = random_dataset(n=5, length=8, lengths=[8, 6, 7, 8, 5], diff_from=3)
+    method = ActivationPatching(
+        positions=positions, ablation=ablation, components=Components.HEADS_AND_MLPS, batch_size=2
+    )
+    assert_matches(model, data, method)
+
+
+def test_attention_only_shortformer_model(tiny_model: TinyFactory) -> None:
+    """attn-only-4l style models add positions inside attention (shortformer): resumed runs must too."""
+    model = tiny_model(attn_only=True, positional_embedding_type="shortformer")
+    data = random_dataset(n=4, length=7, diff_from=3)
+    assert_matches(model, data, ActivationPatching(batch_size=3))
+    scores = ActivationPatching(components=Components.HEADS_AND_MLPS)(model, data, METRIC, progress=False)
+    assert not scores.graph.has_mlps
+    assert all(n.kind.value != "mlp" for n in scores.graph.nodes)
+
+
+def test_unscored_nodes_are_nan_and_batching_does_not_change_scores(tiny_model: TinyFactory) -> None:
+    model = tiny_model()
+    data = random_dataset(n=7, length=6, lengths=[6, 5, 6, 4, 6, 5, 6], diff_from=1)
+    a = ActivationPatching(batch_size=7)(model, data, METRIC, progress=False)
+    b = ActivationPatching(batch_size=2, max_rows=3)(model, data, METRIC, progress=False)
+    torch.testing.assert_close(a.values, b.values, atol=ATOL, rtol=0, equal_nan=True)
+    heads = {a.graph.node_index(n) for n in a.graph.heads}
+    for i, node in enumerate(a.graph.nodes):
+        assert bool(torch.isnan(a.values[i])) == (i not in heads), node
+
+
+def test_identical_prompts_give_zero_effect(tiny_model: TinyFactory) -> None:
+    model = tiny_model()
+    data = random_dataset(n=3, length=5, diff_from=5)  # corrupt == clean
+    scores = ActivationPatching()(model, data, METRIC, progress=False)
+    assert scores.head_matrix(normalized=False).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"max_rows": -1}, {"ablation": "mean"}, {"positions": "all"}])
+def test_bad_settings_raise(bad: dict[str, object]) -> None:
+    # TypeError: the test run's runtime type checker may catch a wrong type before __post_init__
+    with pytest.raises((HeadgraphError, TypeError)):
+        ActivationPatching(**bad)  # type: ignore[arg-type]
