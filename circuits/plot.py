@@ -44,7 +44,9 @@ def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
     ax.set_yticks(range(0, hg.scores.graph.n_layers, step))
     heads = [n for n, _ in hg.scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
     for rank, node in enumerate(heads, 1):
-        ax.text(float(node.head or 0), node.layer, str(rank), ha="center", va="center", fontsize=7, color="black")
+        dark = abs(float(m[node.layer, node.head or 0])) > 0.6 * lim
+        ax.text(float(node.head or 0), node.layer, str(rank), ha="center", va="center", fontsize=7,
+                color="white" if dark else "black")  # fmt: skip
     ax.set_title("normalized effect of ablating each head\n(numbers: rank by |effect|)", fontsize=10)
     ax.figure.colorbar(image, ax=ax, fraction=0.05, label="Δ metric / (clean − corrupt)")
 
@@ -72,23 +74,34 @@ def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
     by_layer: dict[int, list[Node]] = {}
     for n in inner:
         by_layer.setdefault(n.layer, []).append(n)
-    pos = {inp: (0.0, -1.0), out: (0.0, float(graph.n_layers))}
-    for layer, nodes in by_layer.items():
+    # One row per layer that has circuit nodes, evenly spaced so close layers do not overlap.
+    rows = sorted(by_layer)
+    pos = {inp: (0.0, 0.0), out: (0.0, float(len(rows) + 1))}
+    for row, layer in enumerate(rows, 1):
+        nodes = by_layer[layer]
         for i, n in enumerate(nodes):
-            pos[n] = (i - (len(nodes) - 1) / 2, float(layer))
+            pos[n] = (float(i) - (len(nodes) - 1) / 2, float(row))
     lim = _limit([score_of.get(n, math.nan) for n in inner])
-    colours = [score_of.get(n, 0.0) if not math.isnan(score_of.get(n, 0.0)) else 0.0 for n in g.nodes]
-    nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#bbbbbb", arrows=True, arrowsize=8, node_size=900)
+    value = {n: (0.0 if math.isnan(score_of.get(n, math.nan)) else score_of[n]) for n in g.nodes}
+    nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#bbbbbb", arrows=True, arrowsize=8, node_size=700)
     nx.draw_networkx_nodes(
-        g, pos, ax=ax, node_color=colours, cmap=CMAP, vmin=-lim, vmax=lim, node_size=900, edgecolors="black"
-    )
-    nx.draw_networkx_labels(g, pos, labels={n: str(n) for n in g.nodes}, ax=ax, font_size=7)
-    ax.set_ylim(-2, graph.n_layers + 1)
+        g, pos, ax=ax, node_color=[value[n] for n in g.nodes], cmap=CMAP, vmin=-lim, vmax=lim, node_size=700,
+        edgecolors="black",
+    )  # fmt: skip
+    for n, (x, y) in pos.items():
+        dark = abs(value[n]) > 0.6 * lim
+        ax.text(x, y, str(n), ha="center", va="center", fontsize=7, color="white" if dark else "black")
     width = max((len(v) for v in by_layer.values()), default=1)
-    ax.set_xlim(-width / 2 - 1, width / 2 + 1)
-    ax.set_ylabel("layer")
-    ax.tick_params(left=True, labelleft=True)
-    ax.set_title(f"circuit: {len(inner)} components ({dict(circuit.selection)})\n{caption}", fontsize=9)
+    ax.set_xlim(-width / 2 - 0.5, width / 2 + 0.5)
+    ax.set_ylim(-0.7, len(rows) + 1.7)
+    ax.set_yticks(range(len(rows) + 2), ["input", *(str(r) for r in rows), "logits"])
+    ax.set_ylabel("layer (only layers with circuit nodes)")
+    ax.tick_params(left=True, labelleft=True, bottom=False, labelbottom=False)
+    sel = dict(circuit.selection)
+    rule = (
+        f"top {sel['k']} by |effect|" if sel.get("rule") == "top_k" else ", ".join(f"{k}={v}" for k, v in sel.items())
+    )
+    ax.set_title(f"circuit: {len(inner)} components ({rule})\n{caption}", fontsize=9)
 
 
 def plot_headgraph(hg: HeadGraph, path: str | Path) -> Path:
