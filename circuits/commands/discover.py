@@ -1,0 +1,54 @@
+"""``headgraph discover``: find a task's circuit in a model and write circuit.json / circuit.png."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from circuits.commands.common import format_table, parse_settings
+from circuits.errors import HeadgraphError
+
+
+def run(args: argparse.Namespace) -> int:
+    from circuits.discovery import build_method
+    from circuits.model import load_model
+    from circuits.pipeline import discover
+    from circuits.plot import plot_headgraph
+    from tasks import TASKS
+
+    task = TASKS[args.task]()  # fail fast on names before the model loads
+    method = build_method(args.method, parse_settings(args.set))
+    if args.n <= 0:
+        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    if args.top_k <= 0:
+        raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
+    progress = not args.quiet
+    print(f"loading {args.model} ...", flush=True)
+    model = load_model(args.model, progress=progress)
+    print(f"loaded in {getattr(model, 'headgraph_load_seconds', float('nan')):.1f} s", flush=True)
+    print(f"task {task.name}: {args.n} prompt pairs, seed {args.seed}; method {method.name}", flush=True)
+    start = time.perf_counter()
+    hg = discover(model, task, method, n=args.n, seed=args.seed, top_k=args.top_k, progress=progress)
+    print(f"{method.name} took {time.perf_counter() - start:.1f} s\n", flush=True)
+    print(format_table(hg, args.top_k))
+    out = Path(args.out)
+    json_path = hg.save(out / "circuit.json")
+    png_path = plot_headgraph(hg, out / "circuit.png")
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    d = sub.add_parser("discover", help="find a task's circuit in a model")
+    d.add_argument("--task", default="ioi", help="task name (default: ioi)")
+    d.add_argument("--model", default="smollm2-135m", help="offline model or TransformerLens name")
+    d.add_argument("--method", default="activation-patching", help="discovery method")
+    d.add_argument("--n", type=int, default=64, help="number of prompt pairs (default: 64)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
+    d.add_argument("--top-k", type=int, default=10, help="components kept in the circuit (default: 10)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting")
+    d.add_argument("--out", default="out", help="folder for circuit.json and circuit.png")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=run)
