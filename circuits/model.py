@@ -37,7 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from circuits.errors import ModelLoadError
+from circuits.errors import HeadgraphError, ModelLoadError
 from circuits.graph import Graph
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
@@ -49,12 +49,23 @@ __all__ = [
     "ModelInfo",
     "cache_dir",
     "check_hooks",
+    "HeadWeights",
+    "attn_input_norm",
+    "check_edge_support",
     "graph_of",
+    "head_weights",
+    "receiver_inputs",
     "hook_k",
+    "hook_k_input",
+    "hook_mlp_in",
     "hook_mlp_out",
     "hook_pattern",
+    "hook_q",
+    "hook_q_input",
+    "hook_resid_mid",
     "hook_resid_pre",
     "hook_v",
+    "hook_v_input",
     "hook_z",
     "hub_reachable",
     "load_model",
@@ -115,6 +126,42 @@ def hook_mlp_out(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
+def hook_q(layer: int) -> str:
+    """Attention queries before rotary: ``[batch, pos, head, d_head]``."""
+    return f"blocks.{layer}.attn.hook_q"
+
+
+def hook_q_input(layer: int) -> str:
+    """Per-head query input (the residual stream before ``ln1``): ``[batch, pos, head, d_model]``.
+
+    Runs only inside :func:`receiver_inputs` with ``split_qkv=True``.
+    """
+    return f"blocks.{layer}.hook_q_input"
+
+
+def hook_k_input(layer: int) -> str:
+    """Per-head key input, one per *query* head inside :func:`receiver_inputs`: ``[batch, pos, head, d_model]``."""
+    return f"blocks.{layer}.hook_k_input"
+
+
+def hook_v_input(layer: int) -> str:
+    """Per-head value input, one per *query* head inside :func:`receiver_inputs`: ``[batch, pos, head, d_model]``."""
+    return f"blocks.{layer}.hook_v_input"
+
+
+def hook_mlp_in(layer: int) -> str:
+    """The MLP's own copy of its input (before ``ln2``): ``[batch, pos, d_model]``.
+
+    Runs only inside :func:`receiver_inputs`; changing it changes what the MLP reads and nothing else.
+    """
+    return f"blocks.{layer}.hook_mlp_in"
+
+
+def hook_resid_mid(layer: int) -> str:
+    """Residual stream between block ``layer``'s attention and its MLP: ``[batch, pos, d_model]``."""
+    return f"blocks.{layer}.hook_resid_mid"
+
+
 def check_hooks(model: HookedTransformer, names: list[str]) -> None:
     """Raise if any hook name is missing from ``model`` (e.g. an MLP hook on an attention-only model)."""
     missing = [n for n in names if n not in model.hook_dict]
@@ -151,8 +198,10 @@ def logits_at(
     Unembedding only the answer position saves most of the unembedding's cost (and memory, with a
     large vocabulary) compared with the model's full logits.
     """
-    picked = resid[torch.arange(resid.shape[0], device=resid.device), pos]  # (batch, d_model)
-    return model.unembed(model.ln_final(picked[:, None, :]))[:, 0, :]
+    picked = resid[torch.arange(resid.shape[0], device=resid.device), pos][:, None, :]  # (batch, 1, d_model)
+    if hasattr(model, "ln_final"):  # models without normalization have none
+        picked = model.ln_final(picked)
+    return model.unembed(picked)[:, 0, :]
 
 
 def run_to_logits(
@@ -273,6 +322,90 @@ def resume_to_logits(
 def graph_of(model: HookedTransformer) -> Graph:
     """The candidate graph of ``model``'s shape."""
     return Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)
+
+
+# --------------------------------------------------------------------------------------------
+# Edge-level access: every receiver's own input, per-query-head weights.
+
+
+def check_edge_support(model: HookedTransformer) -> None:
+    """Raise :class:`HeadgraphError` when ``model``'s components do not add up in the residual stream.
+
+    Edge methods read each component's output as one term of the sum that every later component
+    reads. That fails when attention and MLP read the same residual (parallel blocks, GPT-J/NeoX:
+    the graph would give the MLP edges from its own layer's heads) and when head outputs are
+    normalized after being summed (Gemma 2/3's post-attention norm, OLMo 2's post-norm).
+    """
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    cfg = model.cfg
+    problems = []
+    if cfg.parallel_attn_mlp:
+        problems.append("its attention and MLP read the same residual stream (parallel blocks)")
+    if cfg.use_normalization_before_and_after or cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        problems.append("its head outputs are normalized after they are summed")
+    if problems:
+        raise HeadgraphError(
+            f"edge-level methods do not support model {cfg.model_name!r}: {'; '.join(problems)}. "
+            "Node-level methods (activation-patching, attribution-patching) work on it"
+        )
+
+
+@contextmanager
+def receiver_inputs(
+    model: HookedTransformer, *, split_qkv: bool, ungroup: bool = True
+) -> Iterator[HookedTransformer]:
+    """Give receivers of the edge graph their own inputs for the duration of the block.
+
+    Sets these TransformerLens flags and restores them on exit, also on error:
+
+    * ``ungroup_grouped_query_attention`` (grouped-query models, unless ``ungroup`` is False): keys and values are computed per
+      *query* head from the key/value weights of its group, so :func:`hook_k` and :func:`hook_v` are
+      ``[batch, pos, head, d_head]`` and one query head's key input may differ from its group's.
+      With unchanged inputs the outputs are unchanged (the same weights, repeated).
+    * ``use_hook_mlp_in``: :func:`hook_mlp_in` runs (not on attention-only models).
+    * ``use_split_qkv_input`` when ``split_qkv``: :func:`hook_q_input`, :func:`hook_k_input` and
+      :func:`hook_v_input` run, one copy of the residual stream per head and input. This costs
+      memory and time: use it only where inputs must differ per head (edge ablation).
+    """
+    cfg = model.cfg
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
+    try:
+        cfg.use_split_qkv_input = split_qkv
+        cfg.use_hook_mlp_in = not cfg.attn_only
+        cfg.ungroup_grouped_query_attention = ungroup and cfg.n_key_value_heads is not None
+        yield model
+    finally:
+        cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention = saved
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """One attention layer's weights per query head (key/value weights repeated over each group).
+
+    Attributes:
+        W_Q: query weights.
+        W_K: key weights of each query head's key/value group.
+        W_V: value weights of each query head's key/value group.
+        W_O: output weights (a head's output in the residual stream is ``z @ W_O``).
+    """
+
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+
+
+def head_weights(model: HookedTransformer, layer: int) -> HeadWeights:
+    """The weights of layer ``layer``'s heads, one slice per query head."""
+    attn = model.blocks[layer].attn
+    return HeadWeights(attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach())
+
+
+def attn_input_norm(model: HookedTransformer, layer: int) -> Callable[[Tensor], Tensor]:
+    """The normalization block ``layer`` applies to the residual stream before its q/k/v projections."""
+    norm: Callable[[Tensor], Tensor] = model.blocks[layer].ln1
+    return norm
 
 
 # --------------------------------------------------------------------------------------------
