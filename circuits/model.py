@@ -78,6 +78,7 @@ __all__ = [
     "ResumableRun",
     "resumable_run",
     "resume_to_logits",
+    "resume_to_resid",
     "text_tokenizer",
     "with_hooks",
 ]
@@ -299,6 +300,17 @@ def resume_to_logits(
     Rows are copy-major (row ``i·batch + j`` is copy ``i`` of example ``j``); ``pos`` counts from
     the start of the prompt.
     """
+    return logits_at(model, resume_to_resid(model, run, layer, copies, hooks), pos - run.prefix)
+
+
+def resume_to_resid(
+    model: HookedTransformer,
+    run: ResumableRun,
+    layer: int,
+    copies: int,
+    hooks: Sequence[tuple[str, HookFn]],
+) -> Float[Tensor, "rows pos d_model"]:
+    """The final residual stream (positions ``run.prefix…``) of ``copies`` copies of ``run`` resumed at ``layer``."""
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
 
     past = None
@@ -309,14 +321,14 @@ def resume_to_logits(
         ]
     pos_embed = run.pos_embed.repeat(copies, 1, 1) if run.pos_embed is not None else None
     with with_hooks(model, hooks):
-        resid = model(
+        resid: Tensor = model(
             run.resid_pre[layer].repeat(copies, 1, 1),
             start_at_layer=layer,
             stop_at_layer=model.cfg.n_layers,
             past_kv_cache=past,
             shortformer_pos_embed=pos_embed,
         )
-    return logits_at(model, resid, pos - run.prefix)
+    return resid
 
 
 def graph_of(model: HookedTransformer) -> Graph:
@@ -352,16 +364,15 @@ def check_edge_support(model: HookedTransformer) -> None:
 
 
 @contextmanager
-def receiver_inputs(
-    model: HookedTransformer, *, split_qkv: bool, ungroup: bool = True
-) -> Iterator[HookedTransformer]:
+def receiver_inputs(model: HookedTransformer, *, split_qkv: bool, ungroup: bool = True) -> Iterator[HookedTransformer]:
     """Give receivers of the edge graph their own inputs for the duration of the block.
 
     Sets these TransformerLens flags and restores them on exit, also on error:
 
-    * ``ungroup_grouped_query_attention`` (grouped-query models, unless ``ungroup`` is False): keys and values are computed per
-      *query* head from the key/value weights of its group, so :func:`hook_k` and :func:`hook_v` are
-      ``[batch, pos, head, d_head]`` and one query head's key input may differ from its group's.
+    * ``ungroup_grouped_query_attention`` (grouped-query models, unless ``ungroup`` is False): keys
+      and values are computed per *query* head from the key/value weights of its group, so
+      :func:`hook_k` and :func:`hook_v` are ``[batch, pos, head, d_head]`` and one query head's key
+      input may differ from its group's.
       With unchanged inputs the outputs are unchanged (the same weights, repeated).
     * ``use_hook_mlp_in``: :func:`hook_mlp_in` runs (not on attention-only models).
     * ``use_split_qkv_input`` when ``split_qkv``: :func:`hook_q_input`, :func:`hook_k_input` and

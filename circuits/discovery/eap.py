@@ -48,10 +48,9 @@ from circuits.discovery.edges import (
     EdgeLayout,
     SenderActs,
     acts_from_cache,
-    expand_acts,
+    corrupt_run,
     mean_sender_acts,
     sender_hook_names,
-    zero_sender_acts,
 )
 from circuits.errors import HeadgraphError
 from circuits.model import (
@@ -67,7 +66,6 @@ from circuits.model import (
     hook_v,
     logits_at,
     receiver_inputs,
-    run_with_cache,
     with_hooks,
 )
 from circuits.scores import Baseline, Level, Scores
@@ -285,28 +283,16 @@ def _batch_scores(
     bar: tqdm,
 ) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
     """Summed (not averaged) dense edge scores of one batch, and its baseline sums."""
-    resample = ablation is Ablation.RESAMPLE
-    pos = ActivePositions.of(batch, from_first_difference=resample)
+    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE)
     acc = Accuracy()
-    with torch.inference_mode():
-        c_resid, cache = run_with_cache(model, batch.corrupt, sender_hook_names(model) if resample else [])
-        c_logits = logits_at(model, c_resid, batch.answer_pos)
-        corrupt_embed = cache[hook_resid_pre(0)].clone() if resample else None
-        if resample:
-            ablated = acts_from_cache(model, cache, pos)
-        elif ablation is Ablation.MEAN:
-            assert means is not None
-            ablated = expand_acts(means, len(pos))
-        else:
-            ablated = expand_acts(zero_sender_acts(model), len(pos))
-        del cache
+    corrupt = corrupt_run(model, batch, pos, ablation, means)
+    c_logits = corrupt.logits
     grads: Tensor | None = None
     run: GradientRun | None = None
     for k in range(1, steps + 1):
         embed = None
         if k < steps:  # k == steps is the clean run itself, unmixed
-            assert corrupt_embed is not None
-            embed = _mix_embeddings(model, batch, corrupt_embed, k / steps)
+            embed = _mix_embeddings(model, batch, corrupt.embed, k / steps)
         run = gradient_run(model, layout, batch, pos, metric, embed)
         grads = run.grads if grads is None else grads.add_(run.grads)
         bar.update()
@@ -314,7 +300,7 @@ def _batch_scores(
     if steps > 1:
         grads /= steps
     w_o = [head_weights(model, layer).W_O for layer in range(model.cfg.n_layers)]
-    diff = ablated.minus(run.acts).dense(layout, w_o)
+    diff = corrupt.ablated.minus(run.acts).dense(layout, w_o)
     dense = dense_scores(layout, diff, grads).double()
     sums = torch.stack(
         [
@@ -331,6 +317,6 @@ def _mix_embeddings(
     model: HookedTransformer, batch: PromptPairDataset, corrupt_embed: Tensor, alpha: float
 ) -> Float[Tensor, "batch pos d_model"]:
     """Embeddings ``alpha`` of the way from the corrupt to the clean prompt."""
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference mode: the result must be able to require gradients
         clean_embed = model(batch.clean, stop_at_layer=0)  # the residual stream entering block 0
-        return (corrupt_embed + alpha * (clean_embed - corrupt_embed)).clone()
+        return corrupt_embed + alpha * (clean_embed - corrupt_embed)

@@ -26,7 +26,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import Ablation
-from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, ablated_acts
+from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, corrupt_run
 from circuits.graph import QKV
 from circuits.model import (
     HookFn,
@@ -56,11 +56,13 @@ class AblationBatch:
         batch: the prompt pairs.
         pos: where ablated and clean sender outputs can differ and matter.
         ablated: every sender's ablated output at ``pos``.
+        corrupt_logits: answer-position logits of the corrupt prompts.
     """
 
     batch: PromptPairDataset
     pos: ActivePositions
     ablated: SenderActs
+    corrupt_logits: Float[Tensor, "batch d_vocab"]
 
 
 def prepare_batch(
@@ -69,7 +71,8 @@ def prepare_batch(
     """Run what every circuit of ``batch`` shares (the corrupt forward, for resample ablation)."""
     check_edge_support(model)
     pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE)
-    return AblationBatch(batch, pos, ablated_acts(model, batch, pos, ablation, means))
+    run = corrupt_run(model, batch, pos, ablation, means)
+    return AblationBatch(batch, pos, run.ablated, run.logits)
 
 
 @torch.inference_mode()

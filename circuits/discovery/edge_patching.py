@@ -64,7 +64,9 @@ class EdgePatching:
         sums = torch.zeros(4, dtype=torch.float64)
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
-        bar = tqdm(total=n_batches * n_edges, desc=f"edge patching ({len(data)} pairs)", unit="edge", disable=not progress)
+        bar = tqdm(
+            total=n_batches * n_edges, desc=f"edge patching ({len(data)} pairs)", unit="edge", disable=not progress
+        )
         for batch in data.batches(self.batch_size):
             prepared = prepare_batch(model, batch, self.ablation, means)
             clean = run_to_logits(model, batch.clean, batch.answer_pos)

@@ -36,7 +36,8 @@ __all__ = [
     "ActivePositions",
     "EdgeLayout",
     "SenderActs",
-    "ablated_acts",
+    "CorruptRun",
+    "corrupt_run",
     "mean_sender_acts",
     "sender_acts",
     "sender_hook_names",
@@ -142,7 +143,9 @@ class EdgeLayout:
         """The graph's edge vector (in :attr:`Graph.edges` order) of a dense matrix."""
         return dense[..., self.senders, self.receivers]
 
-    def to_dense(self, edges: Float[Tensor, "*lead n_edges"], fill: float = 0.0) -> Float[Tensor, "*lead senders receivers"]:
+    def to_dense(
+        self, edges: Float[Tensor, "*lead n_edges"], fill: float = 0.0
+    ) -> Float[Tensor, "*lead senders receivers"]:
         """Inverse of :meth:`to_edges`; entries that are not edges hold ``fill``."""
         out = torch.full((*edges.shape[:-1], self.n_senders, self.n_receivers), fill, dtype=edges.dtype)
         out[..., self.senders, self.receivers] = edges
@@ -204,7 +207,7 @@ class ActivePositions:
         rows, pos = keep.nonzero(as_tuple=True)
         return ActivePositions(rows, pos)
 
-    def gather(self, x: Float[Tensor, "batch pos *rest"]) -> Float[Tensor, "n *rest"]:
+    def gather(self, x: Float[Tensor, "batch pos ..."]) -> Float[Tensor, "n ..."]:
         """``x`` at the active positions."""
         return x[self.rows, self.cols]
 
@@ -313,18 +316,42 @@ def zero_sender_acts(model: HookedTransformer) -> SenderActs:
     )
 
 
-def ablated_acts(
+@dataclass(frozen=True)
+class CorruptRun:
+    """What one forward pass of the corrupt prompts leaves for the ablation of a batch.
+
+    Attributes:
+        logits: answer-position logits of the corrupt prompts.
+        ablated: what replaces each sender's clean output at the active positions (its corrupt
+            output, its mean, or zero).
+        embed: the corrupt prompts' embeddings (the residual stream entering block 0).
+    """
+
+    logits: Float[Tensor, "batch d_vocab"]
+    ablated: SenderActs
+    embed: Float[Tensor, "batch pos d_model"]
+
+
+def corrupt_run(
     model: HookedTransformer,
     batch: PromptPairDataset,
     pos: ActivePositions,
     ablation: Ablation,
     means: SenderActs | None = None,
-) -> SenderActs:
-    """What replaces each sender's clean output at ``pos``: its corrupt-run output, its mean, or zero."""
-    if ablation is Ablation.RESAMPLE:
-        return sender_acts(model, batch.corrupt, pos)
-    if ablation is Ablation.MEAN:
-        if means is None:
-            raise ValueError("mean ablation needs the senders' means (mean_sender_acts)")
-        return expand_acts(means, len(pos))
-    return expand_acts(zero_sender_acts(model), len(pos))
+) -> CorruptRun:
+    """Forward the corrupt prompts once (no gradients) and build the ablated sender outputs at ``pos``."""
+    from circuits.model import logits_at
+
+    names = sender_hook_names(model) if ablation is Ablation.RESAMPLE else [hook_resid_pre(0)]
+    with torch.inference_mode():
+        resid, cache = run_with_cache(model, batch.corrupt, names)
+        logits = logits_at(model, resid, batch.answer_pos)
+        if ablation is Ablation.RESAMPLE:
+            ablated = acts_from_cache(model, cache, pos)
+        elif ablation is Ablation.MEAN:
+            if means is None:
+                raise ValueError("mean ablation needs the senders' means (mean_sender_acts)")
+            ablated = expand_acts(means, len(pos))
+        else:
+            ablated = expand_acts(zero_sender_acts(model), len(pos))
+        return CorruptRun(logits.clone(), ablated, cache[hook_resid_pre(0)].clone())
