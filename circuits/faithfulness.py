@@ -94,6 +94,7 @@ class FaithfulnessCurve:
     Attributes:
         ranking: signed (for CPR) or absolute (for CMD).
         selection: top-k or greedy.
+        level: whether the sizes count edges or nodes.
         points: one per size, increasing.
         clean: m(full), the clean metric.
         empty: m(∅), the metric with every edge ablated.
@@ -101,6 +102,7 @@ class FaithfulnessCurve:
 
     ranking: Ranking
     selection: Selection
+    level: Level
     points: tuple[CurvePoint, ...]
     clean: float
     empty: float
@@ -156,6 +158,29 @@ class FaithfulnessReport:
     def cmd(self) -> float:
         """Area between the absolute curve and 1 (lower is better; 0 is ideal)."""
         return self.absolute.area(from_one=True)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+
+        def curve(c: FaithfulnessCurve) -> dict[str, object]:
+            return {
+                "ranking": c.ranking.value,
+                "selection": c.selection.value,
+                "level": c.level.value,
+                "clean": c.clean,
+                "empty": c.empty,
+                "points": [p.__dict__ for p in c.points],
+            }
+
+        return {
+            "cpr": self.cpr,
+            "cmd": self.cmd,
+            "ablation": self.ablation.value,
+            "n_pairs": self.n_pairs,
+            "seconds": self.seconds,
+            "signed": curve(self.signed),
+            "absolute": curve(self.absolute),
+        }
 
 
 class CircuitRunner:
@@ -244,7 +269,7 @@ def faithfulness_curve(
         kept = len(circuit.edges) if scores.level is Level.EDGE else len(circuit.nodes)
         f = (m - runner.empty) / (runner.clean - runner.empty)
         points.append(CurvePoint(float(percent), asked, kept, m, f))
-    return FaithfulnessCurve(ranking, selection, tuple(points), runner.clean, runner.empty)
+    return FaithfulnessCurve(ranking, selection, scores.level, tuple(points), runner.clean, runner.empty)
 
 
 def evaluate_faithfulness(
