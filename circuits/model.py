@@ -79,6 +79,10 @@ __all__ = [
     "resumable_run",
     "resume_to_logits",
     "resume_to_resid",
+    "SharedPrefix",
+    "embeddings",
+    "run_after_prefix",
+    "shared_prefix",
     "text_tokenizer",
     "with_hooks",
 ]
@@ -329,6 +333,88 @@ def resume_to_resid(
             shortformer_pos_embed=pos_embed,
         )
     return resid
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """Keys and values of a batch's first ``length`` positions, identical in every run of the batch.
+
+    Runs whose inputs differ only at positions ``length…`` (clean, corrupt and interpolated
+    prompts that share their beginning; any edge ablation of them) compute only those positions
+    with :func:`run_after_prefix` and read the earlier positions' keys and values from here. Like
+    :class:`ResumableRun`, but starting at the embeddings, so they can be replaced, and usable in
+    runs that take gradients (built without gradients, read as constants). Keys follow the grouping
+    flags in force: build and use a prefix inside the same :func:`receiver_inputs` block.
+
+    Attributes:
+        length: shared positions.
+        keys: per layer, the keys at positions ``< length``.
+        values: per layer, the values at positions ``< length``.
+        pos_embed: shortformer positional embeddings at positions ``length…``, else None.
+    """
+
+    length: int
+    keys: list[Tensor]
+    values: list[Tensor]
+    pos_embed: Tensor | None
+
+
+def embeddings(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream entering block 0 (token, and where added there, position embeddings)."""
+    with torch.no_grad():
+        out: Tensor = model(tokens, stop_at_layer=0)
+    return out
+
+
+def shared_prefix(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], length: int) -> SharedPrefix:
+    """Run positions ``< length`` of ``tokens`` once (no gradients) and keep their keys and values."""
+    n = model.cfg.n_layers
+    keys: list[Tensor] = []
+    values: list[Tensor] = []
+    if length:
+        names = [h(layer) for layer in range(n) for h in (hook_k, hook_v)]
+        with torch.no_grad():
+            _, cache = run_with_cache(model, tokens[:, :length], names)
+        keys = [cache[hook_k(layer)] for layer in range(n)]
+        values = [cache[hook_v(layer)] for layer in range(n)]
+    pos_embed = None
+    if model.cfg.positional_embedding_type == "shortformer":
+        grabbed: dict[str, Tensor] = {}
+        with torch.no_grad(), with_hooks(model, [(HOOK_POS_EMBED, lambda out: grabbed.__setitem__("p", out))]):
+            model(tokens, stop_at_layer=0)
+        pos_embed = grabbed["p"][:, length:]
+    return SharedPrefix(length, keys, values, pos_embed)
+
+
+def run_after_prefix(
+    model: HookedTransformer,
+    resid: Float[Tensor, "rows suffix d_model"],
+    prefix: SharedPrefix,
+    hooks: Sequence[tuple[str, HookFn]] = (),
+) -> Float[Tensor, "rows suffix d_model"]:
+    """The final residual stream of positions ``prefix.length…`` given their embeddings ``resid``.
+
+    ``resid`` may hold several stacked copies of the prefix's batch (copy-major rows).
+    """
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
+
+    copies = resid.shape[0] // (prefix.keys[0].shape[0] if prefix.keys else resid.shape[0])
+    past = None
+    if prefix.length:
+        past = [
+            Entry(k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1), frozen=True)
+            for k, v in zip(prefix.keys, prefix.values, strict=True)
+        ]
+    pos_embed = None if prefix.pos_embed is None else prefix.pos_embed.repeat(copies, 1, 1)
+    with with_hooks(model, hooks):
+        out: Tensor = model(
+            resid,
+            start_at_layer=0,
+            stop_at_layer=model.cfg.n_layers,
+            past_kv_cache=past,
+            shortformer_pos_embed=pos_embed,
+        )
+    return out
 
 
 def graph_of(model: HookedTransformer) -> Graph:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer
@@ -57,7 +59,7 @@ def _scaled(prepared: AblationBatch, clean: SenderActs, eps: float) -> AblationB
         [c + eps * x for c, x in zip(clean.z, d.z, strict=True)],
         [c + eps * x for c, x in zip(clean.mlp, d.mlp, strict=True)],
     )
-    return AblationBatch(prepared.batch, prepared.pos, acts, prepared.corrupt_logits)
+    return dataclasses.replace(prepared, ablated=acts)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -70,7 +72,8 @@ def test_eap_is_the_derivative_of_exact_edge_patching(tiny_model: TinyFactory, n
     eap = EAP()(model, data, METRIC, progress=False)
     layout = EdgeLayout(eap.graph)
     prepared = prepare_batch(model, data, Ablation.RESAMPLE)
-    scaled = _scaled(prepared, sender_acts(model, data.clean, prepared.pos), DERIVATIVE_EPS)
+    clean = sender_acts(model, data.clean, prepared.pos.shift(-prepared.prefix.length))  # absolute positions
+    scaled = _scaled(prepared, clean, DERIVATIVE_EPS)
     n_edges = len(eap.graph.edges)
     with torch.no_grad():
         m_clean = METRIC(

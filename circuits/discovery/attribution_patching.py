@@ -24,10 +24,27 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import Components
 from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
-from circuits.discovery.edges import ActivePositions, acts_from_cache, corrupt_run, mean_sender_acts, sender_hook_names
+from circuits.discovery.edges import (
+    ActivePositions,
+    acts_from_cache,
+    corrupt_run,
+    mean_sender_acts,
+    prefix_length,
+    sender_hook_names,
+)
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
-from circuits.model import HookFn, graph_of, hook_mlp_out, hook_resid_pre, hook_z, logits_at, with_hooks
+from circuits.model import (
+    HookFn,
+    SharedPrefix,
+    embeddings,
+    graph_of,
+    hook_mlp_out,
+    hook_z,
+    logits_at,
+    run_after_prefix,
+    shared_prefix,
+)
 from circuits.scores import Baseline, Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -72,11 +89,13 @@ class AttributionPatching:
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         for batch in tqdm(data.batches(self.batch_size), total=n_batches, desc=self.name, disable=not progress):
-            pos = ActivePositions.of(batch, from_first_difference=self.ablation is Ablation.RESAMPLE)
-            corrupt = corrupt_run(model, batch, pos, self.ablation, means)
+            start = prefix_length(batch, self.ablation)
+            pos = ActivePositions.of(batch, from_first_difference=self.ablation is Ablation.RESAMPLE).shift(start)
+            prefix = shared_prefix(model, batch.clean, start)
+            corrupt = corrupt_run(model, batch, pos, self.ablation, means, prefix)
             wanted = [hook_z(layer) for layer in range(n_layers)]
             wanted += [hook_mlp_out(layer) for layer in range(n_layers)] if with_mlps else []
-            logits, values, store, grads = _clean_gradients(model, batch, metric, wanted)
+            logits, values, store, grads = _clean_gradients(model, batch, metric, wanted, prefix)
             clean = acts_from_cache(model, store, pos)
             diff = corrupt.ablated.minus(clean)
             for layer in range(n_layers):
@@ -110,24 +129,21 @@ class AttributionPatching:
 
 
 def _clean_gradients(
-    model: HookedTransformer, batch: PromptPairDataset, metric: Metric, wanted: list[str]
+    model: HookedTransformer, batch: PromptPairDataset, metric: Metric, wanted: list[str], prefix: SharedPrefix
 ) -> tuple[Tensor, Tensor, dict[str, Tensor], list[Tensor]]:
-    """Forward the clean prompts and backward the summed metric.
+    """Forward the clean prompts after ``prefix`` and backward the summed metric.
 
     Returns the answer logits, the per-example metric, every sender's output (detached) and the
     gradient at each hook of ``wanted``.
     """
     store: dict[str, Tensor] = {}
-
-    def embed_hook(out: Tensor) -> Tensor:
-        x = out.detach().requires_grad_(True)
-        store[hook_resid_pre(0)] = x
-        return x
-
-    hooks: list[tuple[str, HookFn]] = [(hook_resid_pre(0), embed_hook)]
-    hooks += [(name, lambda out, name=name: store.__setitem__(name, out)) for name in sender_hook_names(model)[1:]]
-    with torch.enable_grad(), with_hooks(model, hooks):
-        logits = logits_at(model, model(batch.clean, stop_at_layer=model.cfg.n_layers), batch.answer_pos)
+    hooks: list[tuple[str, HookFn]] = [
+        (name, lambda out, name=name: store.__setitem__(name, out)) for name in sender_hook_names(model)
+    ]
+    embed = embeddings(model, batch.clean)[:, prefix.length :].requires_grad_(True)
+    with torch.enable_grad():
+        resid = run_after_prefix(model, embed, prefix, hooks)
+        logits = logits_at(model, resid, batch.answer_pos - prefix.length)
         values = metric(logits, batch.targets)
         grads = torch.autograd.grad(values.sum(), [store[n] for n in wanted], allow_unused=True, materialize_grads=True)
     return logits.detach(), values.detach(), {n: t.detach() for n, t in store.items()}, list(grads)

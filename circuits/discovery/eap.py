@@ -50,13 +50,16 @@ from circuits.discovery.edges import (
     acts_from_cache,
     corrupt_run,
     mean_sender_acts,
+    prefix_length,
     sender_hook_names,
 )
 from circuits.errors import HeadgraphError
 from circuits.model import (
     HookFn,
+    SharedPrefix,
     attn_input_norm,
     check_edge_support,
+    embeddings,
     graph_of,
     head_weights,
     hook_k,
@@ -66,7 +69,8 @@ from circuits.model import (
     hook_v,
     logits_at,
     receiver_inputs,
-    with_hooks,
+    run_after_prefix,
+    shared_prefix,
 )
 from circuits.scores import Baseline, Level, Scores
 from tasks import PromptPairDataset
@@ -200,10 +204,13 @@ def gradient_run(
     batch: PromptPairDataset,
     pos: ActivePositions,
     metric: Metric,
-    embed: Tensor | None = None,
+    embed: Float[Tensor, "batch suffix d_model"],
+    prefix: SharedPrefix,
 ) -> GradientRun:
-    """Forward ``batch.clean`` (embeddings replaced by ``embed`` when given) and backward the metric.
+    """Forward the embeddings ``embed`` of positions ``prefix.length…`` and backward the metric.
 
+    Call inside :func:`~circuits.model.receiver_inputs` (``split_qkv=False``, as ``prefix`` was
+    built): keys and values are then per query head. ``pos`` counts from the end of the prefix.
     Returns the metric's gradient at every receiver's own input (see :class:`GradientRun`).
     """
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
@@ -212,20 +219,15 @@ def gradient_run(
     def keep(name: str) -> HookFn:
         return lambda out: store.__setitem__(name, out)
 
-    def embed_hook(out: Tensor) -> Tensor:
-        x = (out if embed is None else embed).detach().requires_grad_(True)
-        store[hook_resid_pre(0)] = x
-        return x
-
     senders = sender_hook_names(model)
-    names = [hook_resid_pre(layer) for layer in range(1, n_layers)] + senders[1:]
+    names = [hook_resid_pre(layer) for layer in range(n_layers)] + senders[1:]
     names += [h(layer) for layer in range(n_layers) for h in (hook_q, hook_k, hook_v)]
     if layout.graph.has_mlps:
         names += [hook_mlp_in(layer) for layer in range(n_layers)]
-    hooks = [(hook_resid_pre(0), embed_hook)] + [(name, keep(name)) for name in names]
-    with torch.enable_grad(), receiver_inputs(model, split_qkv=False), with_hooks(model, hooks):
-        resid = model(batch.clean, stop_at_layer=n_layers)
-        logits = logits_at(model, resid, batch.answer_pos)
+    hooks = [(name, keep(name)) for name in names]
+    with torch.enable_grad():
+        resid = run_after_prefix(model, embed.detach().requires_grad_(True), prefix, hooks)
+        logits = logits_at(model, resid, batch.answer_pos - prefix.length)
         values = metric(logits, batch.targets)
         wrt = [store[h(layer)] for layer in range(n_layers) for h in (hook_q, hook_k, hook_v)]
         if layout.graph.has_mlps:
@@ -283,19 +285,23 @@ def _batch_scores(
     bar: tqdm,
 ) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
     """Summed (not averaged) dense edge scores of one batch, and its baseline sums."""
-    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE)
+    start = prefix_length(batch, ablation)
+    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(start)
     acc = Accuracy()
-    corrupt = corrupt_run(model, batch, pos, ablation, means)
-    c_logits = corrupt.logits
     grads: Tensor | None = None
     run: GradientRun | None = None
-    for k in range(1, steps + 1):
-        embed = None
-        if k < steps:  # k == steps is the clean run itself, unmixed
-            embed = _mix_embeddings(model, batch, corrupt.embed, k / steps)
-        run = gradient_run(model, layout, batch, pos, metric, embed)
-        grads = run.grads if grads is None else grads.add_(run.grads)
-        bar.update()
+    with receiver_inputs(model, split_qkv=False):  # per-query-head keys and values, also in the prefix
+        prefix = shared_prefix(model, batch.clean, start)
+        corrupt = corrupt_run(model, batch, pos, ablation, means, prefix)
+        clean_embed = embeddings(model, batch.clean)[:, start:]
+        for k in range(1, steps + 1):
+            # k == steps is the clean run itself, unmixed (so one step is EAP exactly)
+            alpha = k / steps
+            embed = clean_embed if k == steps else corrupt.embed + alpha * (clean_embed - corrupt.embed)
+            run = gradient_run(model, layout, batch, pos, metric, embed, prefix)
+            grads = run.grads if grads is None else grads.add_(run.grads)
+            bar.update()
+    c_logits = corrupt.logits
     assert run is not None and grads is not None
     if steps > 1:
         grads /= steps
@@ -311,12 +317,3 @@ def _batch_scores(
         ]
     ).cpu()
     return dense.cpu(), sums
-
-
-def _mix_embeddings(
-    model: HookedTransformer, batch: PromptPairDataset, corrupt_embed: Tensor, alpha: float
-) -> Float[Tensor, "batch pos d_model"]:
-    """Embeddings ``alpha`` of the way from the corrupt to the clean prompt."""
-    with torch.no_grad():  # not inference mode: the result must be able to require gradients
-        clean_embed = model(batch.clean, stop_at_layer=0)  # the residual stream entering block 0
-        return corrupt_embed + alpha * (clean_embed - corrupt_embed)

@@ -26,11 +26,13 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import Ablation
-from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, corrupt_run
+from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, corrupt_run, prefix_length
 from circuits.graph import QKV
 from circuits.model import (
     HookFn,
+    SharedPrefix,
     check_edge_support,
+    embeddings,
     head_weights,
     hook_k_input,
     hook_mlp_in,
@@ -41,7 +43,8 @@ from circuits.model import (
     hook_z,
     logits_at,
     receiver_inputs,
-    with_hooks,
+    run_after_prefix,
+    shared_prefix,
 )
 from tasks import PromptPairDataset
 
@@ -57,12 +60,16 @@ class AblationBatch:
         pos: where ablated and clean sender outputs can differ and matter.
         ablated: every sender's ablated output at ``pos``.
         corrupt_logits: answer-position logits of the corrupt prompts.
+        prefix: the leading positions every run of the batch shares (``pos`` counts from its end).
+        embed: the clean prompts' embeddings after the prefix.
     """
 
     batch: PromptPairDataset
     pos: ActivePositions
     ablated: SenderActs
     corrupt_logits: Float[Tensor, "batch d_vocab"]
+    prefix: SharedPrefix
+    embed: Float[Tensor, "batch suffix d_model"]
 
 
 def prepare_batch(
@@ -70,9 +77,12 @@ def prepare_batch(
 ) -> AblationBatch:
     """Run what every circuit of ``batch`` shares (the corrupt forward, for resample ablation)."""
     check_edge_support(model)
-    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE)
-    run = corrupt_run(model, batch, pos, ablation, means)
-    return AblationBatch(batch, pos, run.ablated, run.logits)
+    start = prefix_length(batch, ablation)
+    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(start)
+    with receiver_inputs(model, split_qkv=False):  # keys per query head, as ablated runs compute them
+        prefix = shared_prefix(model, batch.clean, start)
+        run = corrupt_run(model, batch, pos, ablation, means, prefix)
+    return AblationBatch(batch, pos, run.ablated, run.logits, prefix, embeddings(model, batch.clean)[:, start:])
 
 
 @torch.inference_mode()
@@ -142,10 +152,9 @@ def ablated_logits(
             if needed[layout.mlp_receiver(layer)]:
                 hooks.append((hook_mlp_in(layer), mlp_input(layer)))
             hooks.append((hook_mlp_out(layer), record_mlp(layer)))
-    tokens = batch.clean.repeat(n_variants, 1)
-    with receiver_inputs(model, split_qkv=True), with_hooks(model, hooks):
-        resid = model(tokens, stop_at_layer=n_layers)
+    with receiver_inputs(model, split_qkv=True):
+        resid = run_after_prefix(model, prepared.embed.repeat(n_variants, 1, 1), prepared.prefix, hooks)
     if needed[layout.logits_receiver]:
         resid = add(resid, [layout.logits_receiver], layout.n_senders)
-    logits = logits_at(model, resid, batch.answer_pos.repeat(n_variants))
+    logits = logits_at(model, resid, batch.answer_pos.repeat(n_variants) - prepared.prefix.length)
     return logits.view(n_variants, b, -1)

@@ -29,7 +29,16 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import Ablation
 from circuits.graph import QKV, Graph, Node, NodeKind
-from circuits.model import hook_mlp_out, hook_resid_pre, hook_z, run_with_cache
+from circuits.model import (
+    SharedPrefix,
+    embeddings,
+    hook_mlp_out,
+    hook_resid_pre,
+    hook_z,
+    logits_at,
+    run_after_prefix,
+    run_with_cache,
+)
 from tasks import PromptPairDataset
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "SenderActs",
     "CorruptRun",
     "corrupt_run",
+    "prefix_length",
     "mean_sender_acts",
     "sender_acts",
     "sender_hook_names",
@@ -207,6 +217,10 @@ class ActivePositions:
         rows, pos = keep.nonzero(as_tuple=True)
         return ActivePositions(rows, pos)
 
+    def shift(self, offset: int) -> ActivePositions:
+        """The same positions counted from ``offset`` (for runs that start after a shared prefix)."""
+        return ActivePositions(self.rows, self.cols - offset)
+
     def gather(self, x: Float[Tensor, "batch pos ..."]) -> Float[Tensor, "n ..."]:
         """``x`` at the active positions."""
         return x[self.rows, self.cols]
@@ -216,6 +230,21 @@ class ActivePositions:
         out = torch.zeros(batch, width, dtype=torch.bool, device=self.rows.device)
         out[self.rows, self.cols] = True
         return out
+
+
+def prefix_length(batch: PromptPairDataset, ablation: Ablation) -> int:
+    """Leading positions where clean and ablated runs of ``batch`` agree (0 unless resampling).
+
+    Examples:
+        >>> from tests.conftest import random_dataset
+        >>> prefix_length(random_dataset(n=2, length=6, lengths=[6, 4], diff_from=3), Ablation.RESAMPLE)
+        3
+    """
+    if ablation is not Ablation.RESAMPLE:
+        return 0
+    differs = batch.clean != batch.corrupt
+    first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos)
+    return int(torch.minimum(first, batch.answer_pos).min())
 
 
 @dataclass(frozen=True)
@@ -324,7 +353,7 @@ class CorruptRun:
         logits: answer-position logits of the corrupt prompts.
         ablated: what replaces each sender's clean output at the active positions (its corrupt
             output, its mean, or zero).
-        embed: the corrupt prompts' embeddings (the residual stream entering block 0).
+        embed: the corrupt prompts' embeddings after the prefix (the residual stream entering block 0).
     """
 
     logits: Float[Tensor, "batch d_vocab"]
@@ -337,15 +366,21 @@ def corrupt_run(
     batch: PromptPairDataset,
     pos: ActivePositions,
     ablation: Ablation,
-    means: SenderActs | None = None,
+    means: SenderActs | None,
+    prefix: SharedPrefix,
 ) -> CorruptRun:
-    """Forward the corrupt prompts once (no gradients) and build the ablated sender outputs at ``pos``."""
-    from circuits.model import logits_at
+    """Forward the corrupt prompts once after ``prefix`` (no gradients); build the ablated outputs.
 
-    names = sender_hook_names(model) if ablation is Ablation.RESAMPLE else [hook_resid_pre(0)]
+    ``pos`` counts from the end of the prefix (:meth:`ActivePositions.shift`).
+    """
+    start = prefix.length
+    embed = embeddings(model, batch.corrupt)[:, start:]
+    cache: dict[str, Tensor] = {}
+    names = sender_hook_names(model) if ablation is Ablation.RESAMPLE else []
+    hooks = [(name, lambda out, name=name: cache.__setitem__(name, out)) for name in names]
     with torch.inference_mode():
-        resid, cache = run_with_cache(model, batch.corrupt, names)
-        logits = logits_at(model, resid, batch.answer_pos)
+        resid = run_after_prefix(model, embed, prefix, hooks)
+        logits = logits_at(model, resid, batch.answer_pos - start)
         if ablation is Ablation.RESAMPLE:
             ablated = acts_from_cache(model, cache, pos)
         elif ablation is Ablation.MEAN:
@@ -354,4 +389,4 @@ def corrupt_run(
             ablated = expand_acts(means, len(pos))
         else:
             ablated = expand_acts(zero_sender_acts(model), len(pos))
-        return CorruptRun(logits.clone(), ablated, cache[hook_resid_pre(0)].clone())
+        return CorruptRun(logits.clone(), ablated, embed)
