@@ -8,20 +8,22 @@ one backward of the summed metric to the embeddings, the least any gradient meth
 and, with ``--ig-steps``, EAP-IG alternate with the reference so load changes hit both; the
 medians of the runs and their ratio are printed, with the load average seen.
 
-Peak memory is measured in fresh subprocesses (``--memory eap``: load the model, run EAP once,
-print the process's peak resident set), beside a process that only loads the model and builds the
-data, so the method's own share is the difference.
+Peak memory is measured in fresh subprocesses (``--memory eap``): load the model and the data,
+reset the kernel's peak-resident counter (``/proc/self/clear_refs``), run the method once and read
+the peak (``VmHWM``), so loading the weights (which peaks higher) does not hide the method's peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -44,26 +46,38 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def _status_gb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1e6  # kB
+    return float("nan")
+
+
 def memory_child(what: str, pairs: int) -> None:
     model = load_model(DEFAULT_MODEL, progress=False)
     data = IOI().dataset(text_tokenizer(model), pairs, seed=0)
+    gc.collect()
+    before = _status_gb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
     if what == "eap":
         EAP(batch_size=pairs)(model, data, IOI.metric, progress=False)
     elif what == "eap-ig":
         EAPIG(batch_size=pairs)(model, data, IOI.metric, progress=False)
     elif what == "forward-backward":
         forward_backward(model, data, IOI.metric)
-    print(f"PEAK_GB {peak_gb():.3f}")
+    print(f"PEAK_GB {_status_gb('VmHWM'):.3f} BEFORE_GB {before:.3f} LOAD_PEAK_GB {peak_gb():.3f}")
 
 
-def measure_memory(what: str, pairs: int) -> float:
+def measure_memory(what: str, pairs: int) -> tuple[float, float]:
+    """Peak resident memory while running ``what`` in a fresh process, and its size just before (GB)."""
     out = subprocess.run(
-        [sys.executable, __file__, "--memory", what, "--pairs", str(pairs)],
+        [sys.executable, __file__, "--memory", what, "--pairs", str(pairs), "--threads", str(torch.get_num_threads())],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    return float(next(line.split()[1] for line in out.splitlines() if line.startswith("PEAK_GB")))
+    words = next(line.split() for line in out.splitlines() if line.startswith("PEAK_GB"))
+    return float(words[1]), float(words[3])
 
 
 def main() -> None:
@@ -73,7 +87,12 @@ def main() -> None:
     p.add_argument("--ig-steps", type=int, default=0, help="also time EAP-IG with this many steps (0: skip)")
     p.add_argument("--memory", help=argparse.SUPPRESS)
     p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's choice); 1 is steadier on a busy machine"
+    )
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory:
         memory_child(args.memory, args.pairs)
         return
@@ -110,9 +129,10 @@ def main() -> None:
         )
     print(f"load average at end {os.getloadavg()}")
     if not args.no_memory:
-        print("\npeak resident memory of a fresh process (model + data + the method):", flush=True)
-        for what in ("none", "forward-backward", "eap"):
-            print(f"  {what:<17} {measure_memory(what, args.pairs):.2f} GB", flush=True)
+        print("\npeak resident memory while the method runs in a fresh process (model and data loaded):", flush=True)
+        for what in ("forward-backward", "eap", "eap-ig"):
+            peak, before = measure_memory(what, args.pairs)
+            print(f"  {what:<17} peak {peak:.2f} GB (resident before it started: {before:.2f} GB)", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=16)
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's choice); 1 is steadier on a busy machine"
+    )
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()} · load average at start {os.getloadavg()}", flush=True)
     model = load_model(DEFAULT_MODEL, progress=False)
     data = IOI().dataset(text_tokenizer(model), args.pairs, seed=0)

@@ -32,6 +32,7 @@ def test_ranks_nodes_like_activation_patching(
     top = exact.order()[:5]
     assert all(torch.sign(approx.values[i]) == torch.sign(exact.values[i]) for i in top)
     assert approx.baseline.clean == pytest.approx(exact.baseline.clean, abs=1e-5)
+    assert 0 < approx.seconds < 600
 
 
 def test_heads_only_by_default(tiny_model: TinyFactory) -> None:

@@ -89,9 +89,9 @@ class AttributionPatching:
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         for batch in tqdm(data.batches(self.batch_size), total=n_batches, desc=self.name, disable=not progress):
-            start = prefix_length(batch, self.ablation)
-            pos = ActivePositions.of(batch, from_first_difference=self.ablation is Ablation.RESAMPLE).shift(start)
-            prefix = shared_prefix(model, batch.clean, start)
+            shared = prefix_length(batch, self.ablation)
+            pos = ActivePositions.of(batch, from_first_difference=self.ablation is Ablation.RESAMPLE).shift(shared)
+            prefix = shared_prefix(model, batch.clean, shared)
             corrupt = corrupt_run(model, batch, pos, self.ablation, means, prefix)
             wanted = [hook_z(layer) for layer in range(n_layers)]
             wanted += [hook_mlp_out(layer) for layer in range(n_layers)] if with_mlps else []
