@@ -39,7 +39,7 @@ from circuits.discovery.edge_ablation import AblationBatch, ablated_logits, prep
 from circuits.discovery.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node
-from circuits.model import check_edge_support, run_to_logits
+from circuits.model import check_edge_support, graph_of, run_to_logits
 from circuits.scores import Circuit, Level, Scores
 from circuits.selection import Ranking, edge_mask, greedy, top_k
 from tasks import PromptPairDataset
@@ -204,7 +204,7 @@ class CircuitRunner:
     ) -> None:
         check_edge_support(model)
         self.model, self.data, self.metric, self.ablation = model, data, metric, ablation
-        self.graph: Graph = Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)
+        self.graph: Graph = graph_of(model)
         self.layout = EdgeLayout(self.graph)
         means = mean_sender_acts(model, data, batch_size) if ablation is Ablation.MEAN else None
         self.batches: list[AblationBatch] = [prepare_batch(model, b, ablation, means) for b in data.batches(batch_size)]

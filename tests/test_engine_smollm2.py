@@ -20,8 +20,8 @@ from tasks import IOI
 N_PAIRS = 8
 TOP = 16
 """Edges checked against exact patching: EAP's most important ones."""
-MIN_SIGN_AGREEMENT = 0.75
-"""Fraction of EAP's top edges whose exact effect has EAP's sign (measured: see the test)."""
+MIN_SIGN_AGREEMENT = 0.9
+"""Fraction of EAP's top edges whose exact effect has EAP's sign (measured 1.00 on 8 pairs, seed 0)."""
 
 
 @pytest.mark.slow
