@@ -201,7 +201,8 @@ class ResumableRun:
     Attributes:
         prefix: number of leading positions shared by every patched copy.
         resid_pre: per layer, the residual stream entering it at positions ``prefix…``.
-        keys: per layer, the attention keys at positions ``< prefix`` (as ``hook_k`` sees them).
+        keys: per layer, the attention keys at positions ``< prefix``, as TransformerLens's key/value
+            cache holds them (``hook_k``'s value after any per-head key norm, before rotary).
         values: per layer, the attention values at positions ``< prefix``.
         pos_embed: shortformer positional embeddings at positions ``prefix…``, else None.
         final_resid: the residual stream after the last block, all positions.
@@ -217,10 +218,36 @@ class ResumableRun:
     cache: dict[str, Tensor]
 
 
+def _keys_reproducible(model: HookedTransformer) -> bool:
+    """Whether :func:`_cached_keys` can rebuild, from ``hook_k``, the keys TransformerLens caches.
+
+    Between ``hook_k`` and its key/value cache TransformerLens may apply a per-head key norm
+    (``use_qk_norm``: Gemma 3, Qwen 3; rebuilt here), a key norm over all heads at once (OLMo 2/3,
+    OLMoE) or a clamp (``clip_qkv``); the last two are not rebuilt, so such models share no prefix.
+    """
+    cfg = model.cfg
+    whole_vector_norm = not cfg.use_qk_norm and getattr(model.blocks[0].attn, "k_norm", None) is not None
+    return cfg.clip_qkv is None and not whole_vector_norm
+
+
+def _cached_keys(model: HookedTransformer, layer: int, k: Tensor) -> Tensor:
+    """``hook_k``'s keys ``[batch, pos, kv_head, d_head]`` as the key/value cache holds them: after the
+    per-head key norm when the model has one (as TransformerLens applies it), before rotary."""
+    if not model.cfg.use_qk_norm:
+        return k
+    norm = model.blocks[layer].attn.k_norm
+    return norm(k.reshape(-1, k.shape[-1])).reshape(k.shape)
+
+
 def resumable_run(
     model: HookedTransformer, tokens: Int[Tensor, "batch pos"], prefix: int, names: list[str]
 ) -> ResumableRun:
-    """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`)."""
+    """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`).
+
+    ``prefix`` falls back to 0 (no shared prefix, still exact) for models whose cached keys cannot be
+    rebuilt from ``hook_k`` (see :func:`_keys_reproducible`); callers read ``run.prefix``.
+    """
+    prefix = prefix if _keys_reproducible(model) else 0
     n = model.cfg.n_layers
     kv = [h(layer) for layer in range(n) for h in (hook_k, hook_v)] if prefix else []
     shortformer = model.cfg.positional_embedding_type == "shortformer"
@@ -229,7 +256,7 @@ def resumable_run(
     return ResumableRun(
         prefix=prefix,
         resid_pre=[cache.pop(hook_resid_pre(layer))[:, prefix:] for layer in range(n)],
-        keys=[cache.pop(hook_k(layer))[:, :prefix] for layer in range(n)] if prefix else [],
+        keys=[_cached_keys(model, layer, cache.pop(hook_k(layer))[:, :prefix]) for layer in range(n)] if prefix else [],
         values=[cache.pop(hook_v(layer))[:, :prefix] for layer in range(n)] if prefix else [],
         pos_embed=cache.pop(HOOK_POS_EMBED)[:, prefix:] if shortformer else None,
         final_resid=final,
