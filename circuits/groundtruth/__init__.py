@@ -1,0 +1,30 @@
+"""Ground truth: planted-circuit models, published circuits, and golden circuits of the embedded model.
+
+Importing this package loads no model (the registries hold builders and file names).
+"""
+
+from circuits.groundtruth.golden import GOLDEN_RECIPES, Golden, GoldenRecipe, build_golden, load_golden
+from circuits.groundtruth.planted import PLANTED, Planted, PlantedTask
+from circuits.groundtruth.planted_induction import InductionConfig, PlantedInductionTask, induction_model
+from circuits.groundtruth.planted_ioi import IOIConfig, PlantedIOICorruption, PlantedIOITask, ioi_model
+from circuits.groundtruth.tokens import TokenPair, token_dataset
+
+__all__ = [
+    "GOLDEN_RECIPES",
+    "PLANTED",
+    "Golden",
+    "GoldenRecipe",
+    "IOIConfig",
+    "InductionConfig",
+    "Planted",
+    "PlantedIOICorruption",
+    "PlantedIOITask",
+    "PlantedInductionTask",
+    "PlantedTask",
+    "TokenPair",
+    "build_golden",
+    "induction_model",
+    "ioi_model",
+    "load_golden",
+    "token_dataset",
+]
