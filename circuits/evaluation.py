@@ -173,13 +173,12 @@ def importance(scores: Scores, level: Level | None = None) -> Float[Tensor, " n"
         return values.abs()
     if level is Level.EDGE:
         raise HeadgraphError("edge importance needs edge-level scores; these are node scores")
-    out = torch.zeros(len(scores.graph.nodes), dtype=torch.float64)
-    seen = torch.zeros(len(scores.graph.nodes), dtype=torch.bool)
-    for i, edge in enumerate(scores.graph.edges):
-        if not math.isnan(float(values[i])):
-            j = scores.graph.node_index(edge.src)
-            out[j] += abs(float(values[i]))
-            seen[j] = True
+    graph = scores.graph
+    src = torch.tensor([graph.node_index(e.src) for e in graph.edges], dtype=torch.long)
+    scored = ~torch.isnan(values)
+    out = torch.zeros(len(graph.nodes), dtype=torch.float64).index_add_(0, src[scored], values[scored].abs())
+    seen = torch.zeros(len(graph.nodes), dtype=torch.bool)
+    seen[src[scored]] = True
     return torch.where(seen, out, torch.full_like(out, math.nan))
 
 
@@ -213,7 +212,7 @@ def labels(scores: Scores, truth: Circuit, level: Level) -> tuple[Tensor, Bool[T
             raise HeadgraphError("this ground truth has no edges: edge-level scores cannot be evaluated against it")
         if not g.split_qkv and truth.graph.split_qkv:
             raise HeadgraphError("edge scores without q/k/v inputs cannot be evaluated against q/k/v edges")
-        idx = [i for i in range(len(g.edges)) if not math.isnan(float(imp[i]))]
+        idx = torch.nonzero(~torch.isnan(imp)).flatten().tolist()
         lab = torch.tensor([g.edges[i] in truth.edges for i in idx], dtype=torch.bool)
     return imp[idx], lab, idx
 

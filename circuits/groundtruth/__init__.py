@@ -7,15 +7,20 @@ from circuits.groundtruth.golden import GOLDEN_RECIPES, Golden, GoldenRecipe, bu
 from circuits.groundtruth.planted import PLANTED, Planted, PlantedTask
 from circuits.groundtruth.planted_induction import InductionConfig, PlantedInductionTask, induction_model
 from circuits.groundtruth.planted_ioi import IOIConfig, PlantedIOICorruption, PlantedIOITask, ioi_model
+from circuits.groundtruth.published import EdgeRule, GroundTruth, ModelShape, load_published, published_names
 from circuits.groundtruth.tokens import TokenPair, token_dataset
+from circuits.groundtruth.truth import get_ground_truth, golden_truth, truth_names
 
 __all__ = [
     "GOLDEN_RECIPES",
     "PLANTED",
+    "EdgeRule",
     "Golden",
     "GoldenRecipe",
+    "GroundTruth",
     "IOIConfig",
     "InductionConfig",
+    "ModelShape",
     "Planted",
     "PlantedIOICorruption",
     "PlantedIOITask",
@@ -23,8 +28,13 @@ __all__ = [
     "PlantedTask",
     "TokenPair",
     "build_golden",
+    "get_ground_truth",
+    "golden_truth",
     "induction_model",
     "ioi_model",
     "load_golden",
+    "load_published",
+    "published_names",
     "token_dataset",
+    "truth_names",
 ]
