@@ -151,6 +151,8 @@ def test_flip_corruption_hides_the_duplicate_token_head_from_resample_ablation()
     assert float(zero.normalized[i]) <= -MIN_CIRCUIT_EFFECT
     assert resample.top_k(2).nodes == planted.expected_heads()
     assert resample.baseline.corrupt == pytest.approx(-resample.baseline.clean, abs=1e-9)  # the mover copies S
+    assert dup not in planted.truth_for(Ablation.RESAMPLE).nodes and dup in planted.truth_for(Ablation.ZERO).nodes
+    assert not any(e.src == dup for e in planted.truth_for(Ablation.RESAMPLE).edges)
 
 
 def test_distractor_seed_changes_distractors_not_the_circuit() -> None:

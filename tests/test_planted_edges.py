@@ -15,8 +15,15 @@ import pytest
 import torch
 
 from circuits.graph import QKV, Edge, NodeKind
-from circuits.groundtruth import Planted, induction_model, ioi_model
-from circuits.groundtruth.planted_ioi import IOIConfig
+from circuits.groundtruth import (
+    InductionConfig,
+    IOIConfig,
+    Planted,
+    PlantedIOICorruption,
+    PlantedIOITask,
+    induction_model,
+    ioi_model,
+)
 from circuits.model import (
     HookFn,
     attention_weights,
@@ -78,33 +85,35 @@ def edge_effects(planted: Planted, data: PromptPairDataset) -> dict[Edge, float]
 
 
 @pytest.mark.parametrize(
-    ("planted", "active"),
+    "planted",
     [
-        (induction_model(), {"input->L0H1<v>", "L0H1->L1H2<k>", "L1H2->logits"}),
-        (
-            ioi_model(IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 2), s_inhibition=(2, 0), name_mover=(3, 1))),
-            {
-                "input->L0H2<q>",  # S2's query: its token is what ABC changes
-                "L0H2->L2H0<k>",  # the duplicate flag
-                "input->L2H0<v>",  # which token sits at S2
-                "L2H0->L3H1<q>",  # which name to inhibit
-                "input->L3H1<k>",  # S2's key: a changed token is not inhibited
-                "L3H1->logits",
-            },
-        ),
+        induction_model(),
+        induction_model(InductionConfig(n_layers=3, n_heads=2, previous_token=(0, 1), induction=(2, 0), seed=4)),
+        ioi_model(IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 2), s_inhibition=(2, 0), name_mover=(3, 1))),
+        ioi_model(IOIConfig(task=PlantedIOITask(corruption=PlantedIOICorruption.FLIP))),
     ],
-    ids=["induction", "ioi"],
-)  # fmt: skip
-def test_only_ground_truth_edges_have_effects(planted: Planted, active: set[str]) -> None:
+    ids=["induction", "induction-3x2", "ioi-abc", "ioi-flip"],
+)
+def test_only_ground_truth_edges_have_effects(planted: Planted) -> None:
+    """Outside the ground truth: no effect. Inside: an effect exactly on the declared active edges."""
     data = planted.task.dataset(12, seed=0)
     effects = edge_effects(planted, data)
-    truth = {str(e) for e in planted.truth.edges}
-    assert active <= truth
     for edge, effect in effects.items():
-        name = str(edge)
-        if name not in truth:
-            assert abs(effect) < EDGE_TOL, f"{name} is outside the ground truth but moves the metric by {effect}"
-        elif name in active:
-            assert abs(effect) > 0.1, f"{name} carries what the corruption changes, yet its effect is {effect}"
+        if edge not in planted.truth.edges:
+            assert abs(effect) < EDGE_TOL, f"{edge} is outside the ground truth but moves the metric by {effect}"
+        elif edge in planted.active_edges:
+            assert abs(effect) > 0.1, f"{edge} carries what the corruption changes, yet its effect is {effect}"
         else:  # in the truth but carrying only what both prompts share (positions, flags, unchanged tokens)
-            assert abs(effect) < EDGE_TOL, name
+            assert abs(effect) < EDGE_TOL, f"{edge} should be invisible to resample ablation, effect {effect}"
+
+
+def test_abc_active_edges_of_the_ioi_model() -> None:
+    planted = ioi_model(IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 2), s_inhibition=(2, 0), name_mover=(3, 1)))
+    assert {str(e) for e in planted.active_edges} == {
+        "input->L0H2<q>",  # S2's query: its token is what ABC changes
+        "L0H2->L2H0<k>",  # the duplicate flag
+        "input->L2H0<v>",  # which token sits at S2
+        "L2H0->L3H1<q>",  # which name to inhibit
+        "input->L3H1<k>",  # S2's key: a changed token is not inhibited
+        "L3H1->logits",
+    }

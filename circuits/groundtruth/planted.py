@@ -117,9 +117,10 @@ class Planted:
         task: its token-level task.
         truth: the ground-truth circuit on the model's graph (heads, input, logits, q/k/v edges).
         roles: each circuit head by role (``previous-token``: ``L0H1``, ...).
-        resample_blind: circuit heads whose output is the same on the clean and the corrupt
-            prompt of every pair (the corruption does not reach them), so that resample ablation
-            cannot see them; mean and zero ablation still do. Empty unless the task says otherwise.
+        active_edges: the ground-truth edges that carry what the task's corruption changes (the
+            others carry only what clean and corrupt prompts share: positions, constant flags,
+            tokens left alone). Resample ablation sees exactly these edges, and the heads that
+            send them; mean and zero ablation see the whole mechanism.
     """
 
     name: str
@@ -127,7 +128,11 @@ class Planted:
     task: PlantedTask
     truth: Circuit
     roles: Mapping[str, Node]
-    resample_blind: frozenset[Node] = frozenset()
+    active_edges: frozenset[Edge]
+
+    def __post_init__(self) -> None:
+        if not self.active_edges <= self.truth.edges:
+            raise HeadgraphError(f"active edges outside the ground truth: {sorted(map(str, self.active_edges - self.truth.edges))}")
 
     @property
     def circuit_heads(self) -> frozenset[Node]:
@@ -136,8 +141,17 @@ class Planted:
     def expected_heads(self, ablation: Ablation = Ablation.RESAMPLE) -> frozenset[Node]:
         """The heads exact activation patching must find (non-zero effect) under ``ablation``."""
         if ablation is Ablation.RESAMPLE:
-            return self.circuit_heads - self.resample_blind
+            return frozenset(e.src for e in self.active_edges if e.src.kind is NodeKind.HEAD)
         return self.circuit_heads
+
+    def truth_for(self, ablation: Ablation = Ablation.RESAMPLE) -> Circuit:
+        """The ground truth a method using ``ablation`` can recover: under resample ablation the
+        heads and edges the corruption reaches, otherwise the whole mechanism."""
+        if ablation is not Ablation.RESAMPLE:
+            return self.truth
+        g = self.truth.graph
+        nodes = self.expected_heads(ablation) | {g.nodes[0], g.nodes[-1]}
+        return Circuit(g, nodes, self.active_edges, {"rule": "planted, resample-visible"})
 
     @property
     def distractors(self) -> list[Node]:

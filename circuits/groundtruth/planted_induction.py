@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 
 from circuits.errors import HeadgraphError
-from circuits.graph import Node, NodeKind
+from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.groundtruth.planted import (
     ALPHA,
     PLANTED,
@@ -178,7 +178,10 @@ def induction_model(config: InductionConfig | None = None) -> Planted:
     inp = Node(NodeKind.INPUT, -1)
     reads = {prev: ReadSpec(q=(inp,), k=(inp,), v=(inp,)), ind: ReadSpec(q=(inp,), k=(prev,), v=(inp,))}
     truth = truth_circuit(model, reads, output=[ind])
-    return Planted("induction", model, c.task, truth, {"previous-token": prev, "induction": ind})
+    # the swap changes which token precedes the answer's source: what the previous-token head reads
+    # (its values) and writes (the induction head's keys); positions and the query token stay
+    active = {Edge(inp, prev, QKV.V), Edge(prev, ind, QKV.K), Edge(ind, truth.graph.nodes[-1])}
+    return Planted("induction", model, c.task, truth, {"previous-token": prev, "induction": ind}, frozenset(active))
 
 
 PLANTED.add("induction", induction_model)

@@ -17,7 +17,7 @@ Corruptions (:class:`PlantedIOICorruption`): ``ABC`` replaces S2 by a third name
 duplicated; the mover spreads over three names: logit difference 0); ``FLIP`` replaces S2 by IO
 (the mover copies S: logit difference ``−ALPHA``). The clean logit difference is about ``ALPHA``.
 Under ``FLIP`` a name is duplicated in both prompts, so the duplicate-token head's output does not
-change and resample ablation cannot see it (:attr:`Planted.resample_blind`): the ground truth a
+change and resample ablation cannot see it (:attr:`Planted.active_edges`): the ground truth a
 method can recover depends on the corruption and the ablation (Miller et al. 2024 make the same
 point about tracr's ground truths).
 """
@@ -32,7 +32,7 @@ from typing import ClassVar
 import torch
 
 from circuits.errors import HeadgraphError
-from circuits.graph import Node, NodeKind
+from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.groundtruth.planted import (
     ALPHA,
     PLANTED,
@@ -239,11 +239,15 @@ def ioi_model(config: IOIConfig | None = None) -> Planted:
     }
     truth = truth_circuit(model, reads, output=[mover])
     roles = {"duplicate-token": dup, "s-inhibition": inh, "name-mover": mover}
-    # Under FLIP, S2 is duplicated in the corrupt prompt too: the duplicate-token head's output is
-    # the same on both prompts, so resample ablation cannot see it (only which name is duplicated,
-    # carried by the S-inhibition head's values, differs).
-    blind = frozenset({dup}) if t.corruption is PlantedIOICorruption.FLIP else frozenset()
-    return Planted("ioi", model, t, truth, roles, blind)
+    # What the corruption changes: the token at S2. It reaches the S-inhibition head's values (which
+    # name sits at S2), the mover's keys (S2 is no longer an inhibited name) and, under ABC only, the
+    # duplicate-token head's query at S2 and the duplicate flag. Under FLIP a name is duplicated in
+    # both prompts, so the duplicate-token head's output does not change: resample ablation cannot
+    # see it.
+    active = {Edge(inp, inh, QKV.V), Edge(inh, mover, QKV.Q), Edge(inp, mover, QKV.K), Edge(mover, truth.graph.nodes[-1])}
+    if t.corruption is PlantedIOICorruption.ABC:
+        active |= {Edge(inp, dup, QKV.Q), Edge(dup, inh, QKV.K)}
+    return Planted("ioi", model, t, truth, roles, frozenset(active))
 
 
 PLANTED.add("ioi", ioi_model)
