@@ -102,9 +102,7 @@ def _quantized(values: Float[Tensor, " n"], zero_tol: float) -> Tensor:
     return torch.where(v <= zero_tol * top, torch.zeros_like(v), v)
 
 
-def roc_curve(
-    importance: Float[Tensor, " n"], truth: Bool[Tensor, " n"], *, zero_tol: float = ZERO_TOL
-) -> RocCurve:
+def roc_curve(importance: Float[Tensor, " n"], truth: Bool[Tensor, " n"], *, zero_tol: float = ZERO_TOL) -> RocCurve:
     """The ROC curve of ranking items by ``importance`` against the labels ``truth``.
 
     Tied items enter together (one point per distinct value).

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitDiff",
+    "describe",
+    "read_circuit",
     "CircuitRegression",
     "CircuitRegressionError",
     "HeadChange",
@@ -107,20 +109,25 @@ class CircuitDiff:
         changes = [c.score_change for c in (*self.kept, *self.lost) if not math.isnan(c.score_change)]
         return max(changes, default=0.0)
 
-    def format(self, limit: int = DIFF_ROWS) -> str:
-        """The diff, one head per line: lost, gained, then kept heads whose rank or score changed."""
+    def format(self, limit: int = DIFF_ROWS, *, found: str = "found", golden: str = "golden") -> str:
+        """The diff, one head per line: lost, gained, then kept heads whose rank or score changed.
+
+        ``found`` and ``golden`` name the two circuits in the text.
+        """
 
         def rank(r: int | None) -> str:
             return f"#{r}" if r is not None else "zero"
 
+        w = max(len(found), len(golden))
+        fo, go = found.ljust(w), golden.ljust(w)
         rows = [
-            f"  lost    {c.node!s:<8} golden {rank(c.golden_rank):>5} {c.golden_score:+.4f}  →  "
-            f"found {rank(c.found_rank):>5} {c.found_score:+.4f}"
+            f"  lost    {c.node!s:<8} {go} {rank(c.golden_rank):>5} {c.golden_score:+.4f}  →  "
+            f"{fo} {rank(c.found_rank):>5} {c.found_score:+.4f}"
             for c in self.lost
         ]
         rows += [
-            f"  gained  {c.node!s:<8} found  {rank(c.found_rank):>5} {c.found_score:+.4f}  ←  "
-            f"golden {rank(c.golden_rank):>5} {c.golden_score:+.4f}"
+            f"  gained  {c.node!s:<8} {fo} {rank(c.found_rank):>5} {c.found_score:+.4f}  ←  "
+            f"{go} {rank(c.golden_rank):>5} {c.golden_score:+.4f}"
             for c in self.gained
         ]
         moved = [c for c in self.kept if c.golden_rank != c.found_rank or c.score_change >= SCORE_NOTE]
@@ -132,7 +139,7 @@ class CircuitDiff:
         shown = rows[:limit] + ([f"  ... {len(rows) - limit} more"] if len(rows) > limit else [])
         same = sum(c.golden_rank == c.found_rank for c in self.kept)
         summary = (
-            f"  {same} of the golden top {self.top_k} kept their rank; largest score change "
+            f"  {same} of the {golden} top {self.top_k} kept their rank; largest score change "
             f"{self.max_score_change:.4f} (normalized)"
         )
         return "\n".join([*shown, summary])
@@ -216,6 +223,37 @@ def assert_circuit_matches(
     if problems:
         raise CircuitRegressionError("circuit regression: " + "; ".join(problems) + "\n" + diff.format())
     return diff
+
+
+def read_circuit(path: str | Path) -> HeadGraph:
+    """A head-graph file (``headgraph discover``), or a golden file (its pooled circuit).
+
+    Raises:
+        CircuitFileError: neither kind of file.
+    """
+    import json
+
+    from circuits.errors import CircuitFileError
+
+    path = Path(path)
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
+    except FileNotFoundError:
+        raise CircuitFileError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        schema = None
+    if schema == "headgraph.golden":
+        from circuits.groundtruth.golden import load_golden
+
+        return load_golden(path).pooled
+    return HeadGraph.load(path)
+
+
+def describe(hg: HeadGraph) -> str:
+    """One line: model, task, pairs and seed, method."""
+    pooled = hg.task.settings.get("pooled_seeds")
+    seeds = f"seeds {pooled}" if pooled else f"seed {hg.task.seed}"
+    return f"{hg.task.name} on {hg.model.name} · {hg.scores.method} · {hg.task.n_pairs} pairs ({seeds})"
 
 
 class CircuitRegression:

@@ -108,7 +108,9 @@ def test_only_ground_truth_edges_have_effects(planted: Planted) -> None:
 
 
 def test_abc_active_edges_of_the_ioi_model() -> None:
-    planted = ioi_model(IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 2), s_inhibition=(2, 0), name_mover=(3, 1)))
+    planted = ioi_model(
+        IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 2), s_inhibition=(2, 0), name_mover=(3, 1))
+    )
     assert {str(e) for e in planted.active_edges} == {
         "input->L0H2<q>",  # S2's query: its token is what ABC changes
         "L0H2->L2H0<k>",  # the duplicate flag

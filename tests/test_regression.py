@@ -89,7 +89,7 @@ def test_diff_lists_lost_gained_and_moved_heads_with_ranks_and_scores() -> None:
     assert [str(c.node) for c in diff.gained] == ["L1H1"]
     assert diff.jaccard == 0.5
     text = diff.format()
-    assert "lost    L1H0     golden    #3 -0.2500  →  found  zero +0.0000" in text
+    assert "lost    L1H0     golden    #3 -0.2500  →  found   zero +0.0000" in text
     assert "gained  L1H1     found     #3 -0.4000  ←  golden  zero +0.0000" in text
     assert "moved   L0H0     rank #1 → #2, score -1.0000 → -0.5000" in text
     assert diff.max_score_change == 0.5

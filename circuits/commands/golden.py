@@ -1,8 +1,8 @@
 """``headgraph golden``: build (regenerate) and list the golden circuits of the embedded model.
 
-    headgraph golden build                      # every registered golden circuit, into the package data
-    headgraph golden build --name ioi-smollm2-135m --out out/golden.json --pairs 32 --seeds 0,1
-    headgraph golden list
+headgraph golden build                      # every registered golden circuit, into the package data
+headgraph golden build --name ioi-smollm2-135m --out out/golden.json --pairs 32 --seeds 0,1
+headgraph golden list
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
-def show_list(args: argparse.Namespace) -> int:
+def show_list(_args: argparse.Namespace) -> int:
     from circuits.groundtruth.golden import GOLDEN_RECIPES, load_golden
 
     for name in GOLDEN_RECIPES.names():

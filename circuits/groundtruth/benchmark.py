@@ -31,7 +31,9 @@ def default_suite() -> list[Planted]:
         induction_model(),
         induction_model(InductionConfig(n_layers=3, n_heads=3, previous_token=(0, 0), induction=(2, 2), seed=1)),
         ioi_model(),
-        ioi_model(IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 0), s_inhibition=(2, 1), name_mover=(3, 2), seed=1)),
+        ioi_model(
+            IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 0), s_inhibition=(2, 1), name_mover=(3, 2), seed=1)
+        ),
     ]
 
 

@@ -32,7 +32,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.evaluation import jaccard
+from circuits.evaluation import ZERO_TOL, jaccard
 from circuits.graph import Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.scores import Baseline, Scores
@@ -42,12 +42,15 @@ __all__ = [
     "GOLDEN_RECIPES",
     "GOLDEN_SCHEMA",
     "Golden",
+    "PLANTED_PREFIX",
     "GoldenRecipe",
     "Stability",
     "build_golden",
     "golden_dir",
     "load_golden",
     "pool",
+    "recipe_model",
+    "recipe_runner",
     "stability",
     "top_heads",
 ]
@@ -61,7 +64,8 @@ class GoldenRecipe:
     """How a golden circuit is made.
 
     Attributes:
-        model: model name for :func:`circuits.model.load_model`.
+        model: model name for :func:`circuits.model.load_model`, or ``planted:<name>`` for a
+            planted model (whose own task ``task`` must then name).
         task: registered task name (default settings).
         method: registered discovery method (exact methods only make sense here).
         method_settings: the method's settings as strings, as on the command line.
@@ -129,8 +133,11 @@ def golden_dir() -> Path:
 
 
 def top_heads(scores: Scores, k: int) -> list[Node]:
-    """The ``k`` most important scored heads, in rank order."""
-    return [n for n, _ in scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:k]
+    """The ``k`` most important heads, in rank order; heads whose score is zero (at most
+    ``ZERO_TOL`` × the largest) are never among them."""
+    heads = [(n, abs(v)) for n, v in scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD]
+    top = max((v for _, v in heads), default=0.0)
+    return [n for n, v in heads if v > ZERO_TOL * top][:k]
 
 
 def pool(runs: Sequence[Scores]) -> Scores:
@@ -287,14 +294,45 @@ def load_golden(name_or_path: str | Path) -> Golden:
 Runner = Callable[[int, int], HeadGraph]
 """``(n_pairs, seed) -> HeadGraph``: one discovery run of a recipe."""
 
+PLANTED_PREFIX = "planted:"
+"""Recipe model names ``planted:<name>`` mean a planted model (:data:`PLANTED`) and its own task."""
 
-def _runner(recipe: GoldenRecipe, model: HookedTransformer, progress: bool) -> Runner:
-    from circuits.discovery import build_method
+
+def recipe_model(recipe: GoldenRecipe, progress: bool = True) -> HookedTransformer:
+    """The recipe's model: a planted model, or :func:`circuits.model.load_model`."""
+    if recipe.model.startswith(PLANTED_PREFIX):
+        from circuits.groundtruth.planted import PLANTED
+
+        return PLANTED[recipe.model[len(PLANTED_PREFIX) :]]().model
+    from circuits.model import load_model
+
+    return load_model(recipe.model, progress=progress)
+
+
+def recipe_runner(recipe: GoldenRecipe, model: HookedTransformer, progress: bool = True) -> Runner:
+    """A function running the recipe's method on ``n`` pairs of its task for a seed."""
+    from circuits.discovery import build_method, method_params
+    from circuits.model import model_info
     from circuits.pipeline import discover
     from tasks import TASKS
 
-    task = TASKS[recipe.task]()
     method = build_method(recipe.method, dict(recipe.method_settings))
+    if recipe.model.startswith(PLANTED_PREFIX):
+        from circuits.groundtruth.planted import PLANTED
+
+        planted = PLANTED[recipe.model[len(PLANTED_PREFIX) :]]()
+        if recipe.task != planted.task.name:
+            raise HeadgraphError(f"{recipe.model} comes with task {planted.task.name!r}, not {recipe.task!r}")
+
+        def run_planted(n: int, seed: int) -> HeadGraph:
+            data = planted.task.dataset(n, seed=seed)
+            scores = method(model, data, planted.task.metric, progress=progress)
+            settings = method_params(planted.task)  # its dataclass fields, enums by value
+            task = TaskRun(planted.task.name, seed, len(data), data.tokenizer, settings)
+            return HeadGraph(model_info(model), task, scores, scores.top_k(recipe.top_k))
+
+        return run_planted
+    task = TASKS[recipe.task]()
 
     def run(n: int, seed: int) -> HeadGraph:
         return discover(model, task, method, n=n, seed=seed, top_k=recipe.top_k, progress=progress)
@@ -316,17 +354,15 @@ def build_golden(
     Args:
         name: the golden circuit's name (its recipe is looked up unless ``recipe`` is given).
         recipe: overrides the registered recipe.
-        model: the model, if already loaded (else :func:`circuits.model.load_model`).
+        model: the model, if already loaded (else :func:`recipe_model`).
         progress: progress bars.
         command: the command line recorded as provenance.
         log: called with one line per finished run.
     """
-    from circuits.model import load_model
-
     recipe = recipe or GOLDEN_RECIPES[name]
     start = time.perf_counter()
-    model = model if model is not None else load_model(recipe.model, progress=progress)
-    run = _runner(recipe, model, progress)
+    model = model if model is not None else recipe_model(recipe, progress)
+    run = recipe_runner(recipe, model, progress)
     runs: list[HeadGraph] = []
     seconds: list[float] = []
     for seed in recipe.seeds:

@@ -132,7 +132,9 @@ class Planted:
 
     def __post_init__(self) -> None:
         if not self.active_edges <= self.truth.edges:
-            raise HeadgraphError(f"active edges outside the ground truth: {sorted(map(str, self.active_edges - self.truth.edges))}")
+            raise HeadgraphError(
+                f"active edges outside the ground truth: {sorted(map(str, self.active_edges - self.truth.edges))}"
+            )
 
     @property
     def circuit_heads(self) -> frozenset[Node]:
@@ -191,7 +193,9 @@ def truth_circuit(model: HookedTransformer, reads: Mapping[Node, ReadSpec], outp
     """The ground truth: every circuit head's q/k/v edges from what it reads, and ``output`` → logits."""
     graph = graph_of(model)
     logits = graph.nodes[-1]
-    edges = {Edge(src, dst, QKV(letter)) for dst, spec in reads.items() for letter in "qkv" for src in getattr(spec, letter)}
+    edges = {
+        Edge(src, dst, QKV(letter)) for dst, spec in reads.items() for letter in "qkv" for src in getattr(spec, letter)
+    }
     edges |= {Edge(src, logits) for src in output}
     for e in edges:
         graph.edge_index(e)  # every edge must exist in the graph

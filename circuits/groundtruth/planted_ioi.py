@@ -244,7 +244,12 @@ def ioi_model(config: IOIConfig | None = None) -> Planted:
     # duplicate-token head's query at S2 and the duplicate flag. Under FLIP a name is duplicated in
     # both prompts, so the duplicate-token head's output does not change: resample ablation cannot
     # see it.
-    active = {Edge(inp, inh, QKV.V), Edge(inh, mover, QKV.Q), Edge(inp, mover, QKV.K), Edge(mover, truth.graph.nodes[-1])}
+    active = {
+        Edge(inp, inh, QKV.V),
+        Edge(inh, mover, QKV.Q),
+        Edge(inp, mover, QKV.K),
+        Edge(mover, truth.graph.nodes[-1]),
+    }
     if t.corruption is PlantedIOICorruption.ABC:
         active |= {Edge(inp, dup, QKV.Q), Edge(dup, inh, QKV.K)}
     return Planted("ioi", model, t, truth, roles, frozenset(active))

@@ -112,7 +112,8 @@ class GroundTruth:
         """Raise unless ``graph`` has the shape of the model the circuit was found in."""
         m = self.model
         if (graph.n_layers, graph.n_heads, graph.has_mlps) != (m.n_layers, m.n_heads, not m.attn_only):
-            got = f"{graph.n_layers} layers × {graph.n_heads} heads, {'with MLPs' if graph.has_mlps else 'attention-only'}"
+            mlps = "with MLPs" if graph.has_mlps else "attention-only"
+            got = f"{graph.n_layers} layers × {graph.n_heads} heads, {mlps}"
             raise HeadgraphError(
                 f"ground truth {self.name!r} is defined on {m.name} ({m.describe()}); this model has {got}"
             )
@@ -197,7 +198,9 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> GroundTruth:
             name=str(data["name"]),
             task=str(data["task"]),
             variant=str(data["variant"]),
-            model=ModelShape(str(m["name"]), int(m["n_layers"]), int(m["n_heads"]), int(m["d_model"]), bool(m["attn_only"])),
+            model=ModelShape(
+                str(m["name"]), int(m["n_layers"]), int(m["n_heads"]), int(m["d_model"]), bool(m["attn_only"])
+            ),
             citation=str(data["citation"]),
             source=str(data["source"]),
             notes=str(data.get("notes", "")),

@@ -40,7 +40,9 @@ class TokenPair:
 
     def __post_init__(self) -> None:
         if len(self.clean) != len(self.corrupt) or not self.clean:
-            raise ValueError(f"clean and corrupt need the same, non-zero length: {len(self.clean)}, {len(self.corrupt)}")
+            raise ValueError(
+                f"clean and corrupt need the same, non-zero length: {len(self.clean)}, {len(self.corrupt)}"
+            )
         if not self.answers:
             raise ValueError("a pair needs at least one answer token")
 
@@ -64,7 +66,8 @@ def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: i
     """Batch ``pairs`` (right-padded with ``pad_id``) into a dataset; candidates are answers + wrong.
 
     Examples:
-        >>> d = token_dataset("demo", 0, [TokenPair((0, 5, 6), (0, 5, 7), (6,), (7,)), TokenPair((0, 4), (0, 3), (4,), (3,))])
+        >>> pairs = [TokenPair((0, 5, 6), (0, 5, 7), (6,), (7,)), TokenPair((0, 4), (0, 3), (4,), (3,))]
+        >>> d = token_dataset("demo", 0, pairs)
         >>> d.clean.tolist(), d.answer_pos.tolist()
         ([[0, 5, 6], [0, 4, 0]], [2, 1])
     """
