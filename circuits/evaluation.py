@@ -186,7 +186,7 @@ def _evaluated_nodes(graph: Graph, truth: Circuit) -> list[int]:
     return [i for i, n in enumerate(graph.nodes) if n.kind in kinds]
 
 
-def labels(scores: Scores, truth: Circuit, level: Level) -> tuple[Tensor, Bool[Tensor, " m"], list[int]]:
+def labels(scores: Scores, truth: Circuit, level: Level) -> tuple[Float[Tensor, " m"], Bool[Tensor, " m"], list[int]]:
     """The importance of the evaluated items, whether each is in ``truth``, and their indices.
 
     Evaluated: scored (non-NaN) heads (and MLPs, see :func:`_evaluated_nodes`) at node level, scored

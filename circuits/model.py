@@ -339,20 +339,20 @@ class AttentionWeights:
     """The live attention parameters of one layer (writing into them changes the model).
 
     Attributes:
-        W_Q: ``[head, d_model, d_head]``; W_K, W_V likewise (multi-head attention only).
-        W_O: ``[head, d_head, d_model]``.
-        b_Q: ``[head, d_head]``; b_K, b_V likewise.
-        b_O: ``[d_model]``, shared by the layer's heads.
+        W_Q: query weights (multi-head attention only); W_K, W_V likewise.
+        W_O: output weights.
+        b_Q: query biases; b_K, b_V likewise.
+        b_O: output bias, shared by the layer's heads.
     """
 
-    W_Q: Tensor
-    W_K: Tensor
-    W_V: Tensor
-    W_O: Tensor
-    b_Q: Tensor
-    b_K: Tensor
-    b_V: Tensor
-    b_O: Tensor
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+    b_Q: Float[Tensor, "head d_head"]
+    b_K: Float[Tensor, "head d_head"]
+    b_V: Float[Tensor, "head d_head"]
+    b_O: Float[Tensor, " d_model"]
 
 
 def attention_weights(model: HookedTransformer, layer: int) -> AttentionWeights:
@@ -372,16 +372,16 @@ class EmbeddingWeights:
     """The live embedding and unembedding parameters.
 
     Attributes:
-        W_E: token embedding ``[d_vocab, d_model]``.
-        W_pos: absolute positions ``[n_ctx, d_model]`` (None for rotary or other position schemes).
-        W_U: unembedding ``[d_model, d_vocab]``.
-        b_U: ``[d_vocab]``.
+        W_E: token embedding.
+        W_pos: absolute positions (None for rotary or other position schemes).
+        W_U: unembedding.
+        b_U: unembedding bias.
     """
 
-    W_E: Tensor
-    W_pos: Tensor | None
-    W_U: Tensor
-    b_U: Tensor
+    W_E: Float[Tensor, "d_vocab d_model"]
+    W_pos: Float[Tensor, "pos d_model"] | None
+    W_U: Float[Tensor, "d_model d_vocab"]
+    b_U: Float[Tensor, " d_vocab"]
 
 
 def embedding_weights(model: HookedTransformer) -> EmbeddingWeights:
