@@ -5,10 +5,12 @@ Importing this package loads no model and changes no global setting.
 
 from circuits.discovery import METHODS, Ablation, ActivationPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
+from circuits.evaluation import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
+from circuits.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
 from circuits.scores import Baseline, Circuit, Level, Scores
 
 __all__ = [
@@ -17,10 +19,14 @@ __all__ = [
     "QKV",
     "Ablation",
     "ActivationPatching",
+    "AucVariant",
     "Baseline",
     "Circuit",
+    "CircuitDiff",
     "CircuitFileError",
+    "CircuitRegressionError",
     "Edge",
+    "Evaluation",
     "Graph",
     "HeadGraph",
     "HeadgraphError",
@@ -31,10 +37,17 @@ __all__ = [
     "NodeKind",
     "Scores",
     "TaskRun",
+    "assert_circuit_matches",
     "build_method",
+    "diff_circuits",
     "discover",
+    "evaluate",
+    "jaccard",
     "load_model",
     "model_info",
+    "overlap_curve",
     "prepare_model_",
+    "roc_auc",
+    "task_overlap",
     "text_tokenizer",
 ]

@@ -22,6 +22,10 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS = [
     "circuits.commands.discover",
     "circuits.commands.show",
+    "circuits.commands.compare",
+    "circuits.commands.score",
+    "circuits.commands.golden",
+    "circuits.commands.regress",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 
