@@ -22,6 +22,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS = [
     "circuits.commands.discover",
     "circuits.commands.show",
+    "circuits.commands.tasks_report",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 
