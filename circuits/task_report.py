@@ -33,7 +33,6 @@ from circuits.model import model_info, run_to_logits, text_tokenizer
 from circuits.pipeline import task_settings
 from tasks import (
     IOI,
-    MCQA,
     TASKS,
     Accuracy,
     Arithmetic,
@@ -80,17 +79,17 @@ VARIANTS: tuple[ReportRow, ...] = (
     ReportRow("ioi (flip)", lambda: IOI(corruption=IOICorruption.FLIP)),
     ReportRow("arithmetic (+, 0 shots)", lambda: Arithmetic(shots=0)),
     ReportRow("arithmetic (−)", lambda: Arithmetic(operations=(Operation.SUB,))),
-    ReportRow("arithmetic (× ≤ 9)", lambda: Arithmetic(operations=(Operation.MUL,))),
     ReportRow("arithmetic (÷)", lambda: Arithmetic(operations=(Operation.DIV,))),
     ReportRow(
         "arithmetic (× 10–81, tens digit)",
         lambda: Arithmetic(operations=(Operation.MUL,), answer=ArithmeticAnswer.LEADING_DIGIT),
     ),
     ReportRow("arithmetic (null operator)", lambda: Arithmetic(corruption=ArithmeticCorruption.NULL_OPERATOR)),
-    ReportRow("mcqa (4 options)", lambda: MCQA(options=4)),
     ReportRow("induction (flip)", lambda: Induction(corruption=InductionCorruption.FLIP)),
 )
-"""Settings other than the defaults that the report also measures."""
+"""Settings other than the defaults that the report also measures. A row costs one clean and one
+corrupt forward per pair, so the list is kept short; other settings are measured from Python with
+``task_report(model, [ReportRow("mcqa (4 options)", lambda: MCQA(options=4))], n=64, seed=0)``."""
 
 
 def default_rows(tasks: Sequence[str] | None = None, *, variants: bool = True) -> list[ReportRow]:
@@ -175,9 +174,14 @@ def task_baseline(
         corrupt_logit_diff=float(v["corrupt/0"].mean()),
         clean_metric=float(v["clean/1"].mean()),
         corrupt_metric=float(v["corrupt/1"].mean()),
-        normalized_gap=float(diff.mean()) / sd if sd > 0 else math.copysign(math.inf, float(diff.mean()) or 1.0),
-        accuracy_z=acc_excess / null_se if null_se > 0 else math.inf,
+        normalized_gap=float(diff.mean()) / sd if sd > 0 else _signed_inf(float(diff.mean())),
+        accuracy_z=acc_excess / null_se if null_se > 0 else _signed_inf(acc_excess),
     )
+
+
+def _signed_inf(x: float) -> float:
+    """A ratio over a zero spread: infinite with the sign of ``x``, or 0 when ``x`` is 0 too."""
+    return math.copysign(math.inf, x) if x else 0.0
 
 
 @dataclass(frozen=True)
