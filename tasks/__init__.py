@@ -1,6 +1,8 @@
 """Tasks: seeded clean/corrupt prompt pairs, tokenized and validated per tokenizer, with metrics.
 
-Nothing here imports :mod:`circuits`; tasks are the data contract every discovery method consumes.
+Registered tasks (:data:`TASKS`, :func:`get_task`): ``ioi``, ``colored-objects``, ``arithmetic``,
+``mcqa``, ``greater-than`` and ``induction``, one module each. Nothing here imports
+:mod:`circuits`; tasks are the data contract every discovery method consumes.
 """
 
 from tasks.arithmetic import Arithmetic, ArithmeticAnswer, ArithmeticCorruption, ArithmeticTemplate, Operation

@@ -58,5 +58,7 @@ def test_prompt_records_spans_without_their_leading_space() -> None:
     p = Prompt().add("Q:").add(" 17", "XX").fill(" {a} and {b}", {"a": "x", "b": Prompt().add(" y", "Y")}, {"a": "A"})
     assert p.text == "Q: 17 x and  y"
     assert {k: p.text[slice(*v)] for k, v in p.spans.items()} == {"XX": "17", "A": "x", "Y": "y"}
-    with pytest.raises(ValueError, match="already recorded"):
+    with pytest.raises(ValueError, match="span 'XX' is already recorded"):
         p.add("z", "XX")
+    with pytest.raises(ValueError, match="span 'A' is already recorded"):
+        p.extend(Prompt().add(" w", "A"))
