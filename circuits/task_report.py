@@ -145,20 +145,21 @@ def task_baseline(
     model: HookedTransformer, data: PromptPairDataset, task: Task, *, label: str | None = None, batch_size: int = 32
 ) -> TaskBaseline:
     """Run ``data``'s clean and corrupt prompts once and summarise them (see the module docstring)."""
-    metrics = (LogitDiff(), task.metric, Accuracy(), CandidateAccuracy())
-    per: dict[str, list[torch.Tensor]] = {f"{run}/{i}": [] for run in ("clean", "corrupt") for i in range(4)}
+    metrics = {"ld": LogitDiff(), "metric": task.metric, "acc": Accuracy(), "cand": CandidateAccuracy()}
+    parts: dict[tuple[str, str], list[torch.Tensor]] = {(r, k): [] for r in ("clean", "corrupt") for k in metrics}
     for b in data.batches(batch_size):
         for run, tokens in (("clean", b.clean), ("corrupt", b.corrupt)):
             logits = run_to_logits(model, tokens, b.answer_pos)
-            for i, m in enumerate(metrics):
-                per[f"{run}/{i}"].append(m(logits, b.targets).double())
-    v = {k: torch.cat(x) for k, x in per.items()}
+            for key, m in metrics.items():
+                parts[(run, key)].append(m(logits, b.targets).double())
+    per_pair = {k: torch.cat(x) for k, x in parts.items()}  # (run, metric) -> [batch]
+    mean = {k: float(x.mean()) for k, x in per_pair.items()}
     chance = candidate_chance(data.targets).double()
     n = len(data)
-    diff = v["clean/1"] - v["corrupt/1"]
+    diff = per_pair[("clean", "metric")] - per_pair[("corrupt", "metric")]
     sd = float(diff.std()) if n > 1 else 0.0
-    null_se = math.sqrt(float((chance * (1 - chance)).sum())) / n
-    acc_excess = float(v["clean/3"].mean() - chance.mean())
+    null_se = math.sqrt(float((chance * (1 - chance)).sum())) / n  # binomial spread of a random pick
+    acc_excess = mean[("clean", "cand")] - float(chance.mean())
     return TaskBaseline(
         label=label or task.name,
         task=task.name,
@@ -167,13 +168,13 @@ def task_baseline(
         n_pairs=n,
         dropped=dict(data.dropped),
         chance=float(chance.mean()),
-        clean_accuracy=float(v["clean/2"].mean()),
-        clean_candidate_accuracy=float(v["clean/3"].mean()),
-        corrupt_candidate_accuracy=float(v["corrupt/3"].mean()),
-        clean_logit_diff=float(v["clean/0"].mean()),
-        corrupt_logit_diff=float(v["corrupt/0"].mean()),
-        clean_metric=float(v["clean/1"].mean()),
-        corrupt_metric=float(v["corrupt/1"].mean()),
+        clean_accuracy=mean[("clean", "acc")],
+        clean_candidate_accuracy=mean[("clean", "cand")],
+        corrupt_candidate_accuracy=mean[("corrupt", "cand")],
+        clean_logit_diff=mean[("clean", "ld")],
+        corrupt_logit_diff=mean[("corrupt", "ld")],
+        clean_metric=mean[("clean", "metric")],
+        corrupt_metric=mean[("corrupt", "metric")],
         normalized_gap=float(diff.mean()) / sd if sd > 0 else _signed_inf(float(diff.mean())),
         accuracy_z=acc_excess / null_se if null_se > 0 else _signed_inf(acc_excess),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import time
@@ -24,10 +25,7 @@ def report(args: argparse.Namespace) -> int:
     model = load_model(args.model, progress=progress)
     start = time.perf_counter()
     rep = task_report(model, rows, n=args.n, seed=args.seed, progress=progress)
-    command = _command(args)
-    rep = type(rep)(
-        model=rep.model, n=rep.n, seed=rep.seed, rows=rep.rows, command=command, seconds=time.perf_counter() - start
-    )
+    rep = dataclasses.replace(rep, command=_command(args), seconds=time.perf_counter() - start)
     print(rep.markdown_table())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
