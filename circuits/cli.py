@@ -26,6 +26,7 @@ COMMANDS = [
     "circuits.commands.score",
     "circuits.commands.golden",
     "circuits.commands.regress",
+    "circuits.commands.tasks_report",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 
