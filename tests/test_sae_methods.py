@@ -31,7 +31,7 @@ ATOL = 1e-5
 """Tolerance of float32 head outputs against TransformerLens's own per-head results."""
 
 METRIC = LogitDiff()
-FAST = {"d_sae": 16, "epochs": 40, "lr": 1e-2, "train_prompts": 10}
+FAST = {"d_sae": 16, "epochs": 200, "lr": 1e-2, "train_prompts": 10}
 """SAE settings that train in well under a second on tiny models."""
 
 MARK, OTHER = 7, 9

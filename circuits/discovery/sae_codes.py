@@ -39,7 +39,7 @@ from enum import Enum
 from typing import ClassVar
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int, Real
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -63,7 +63,16 @@ from saes import (
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
-__all__ = ["CodeRun", "NodeScore", "Positives", "SAECodeEdges", "SAECodeSettings", "SAECodes", "code_run"]
+__all__ = [
+    "CodeRun",
+    "NodeScore",
+    "Positives",
+    "SAECodeEdges",
+    "SAECodeSettings",
+    "SAECodes",
+    "code_run",
+    "head_values",
+]
 
 VALUES_NOTE = "minus a count of SAE codes seen only on positive prompts: an importance, not a metric change"
 """What the values of these methods mean (stored in ``Scores.params["values"]``)."""
@@ -252,11 +261,11 @@ def _params(method: object, run: CodeRun) -> dict[str, object]:
     }
 
 
-def head_values(graph: Graph, counts: Int[Tensor, " head"]) -> Tensor:
-    """Node values ``−count`` on the heads (layer-major counts), NaN on every other node."""
+def head_values(graph: Graph, importance: Real[Tensor, " head"]) -> Float[Tensor, " node"]:
+    """Node values ``−importance`` on the heads (layer-major), NaN on every other node."""
     values = torch.full((len(graph.nodes),), math.nan)
     idx = torch.tensor([graph.node_index(n) for n in graph.heads])
-    values[idx] = -counts.float().cpu()
+    values[idx] = -importance.float().cpu()
     return values
 
 
