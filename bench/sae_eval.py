@@ -40,15 +40,22 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.discovery import ActivationPatching, DiscoveryMethod, SAECodes, SAEPatching, build_method
+from circuits.discovery import (
+    ActivationPatching,
+    DiscoveryMethod,
+    SAECodes,
+    SAECodeSettings,
+    SAEPatching,
+    build_method,
+    pair_outputs,
+)
 from circuits.discovery.sae_codes import head_values
 from circuits.graph import Node
-from circuits.head_outputs import head_outputs
 from circuits.headgraph import HeadGraph
 from circuits.model import graph_of, load_model, text_tokenizer
 from circuits.pipeline import discover
-from circuits.scores import Baseline, Level, Scores
-from tasks import TASKS, Accuracy, Metric, PromptPairDataset, Task
+from circuits.scores import Level, Scores
+from tasks import TASKS, Metric, PromptPairDataset, Task
 
 
 def head_importance(scores: Scores) -> Float[Tensor, " head"]:
@@ -147,28 +154,22 @@ def evaluate(
 
 
 @dataclass(frozen=True)
-class OutputDifference:
-    """Baseline without an SAE: a head's mean ``‖x_clean − x_corrupt‖`` over the solved pairs (all
-    pairs with ``solved_only=False``), on the same pooled head outputs ``sae-codes`` codes
-    (value = −distance: an importance, like sae-codes')."""
+class OutputDifference(SAECodeSettings):
+    """Baseline without an SAE: a head's mean ``‖x_clean − x_corrupt‖`` over the positive pairs, on
+    the same pooled head outputs ``sae-codes`` codes (value = −distance: an importance, like
+    sae-codes'). Only the collection settings (pooling, positives, batch_size) matter."""
 
     name: ClassVar[str] = "output-difference"
     level: ClassVar[Level] = Level.NODE
-    batch_size: int = 32
-    solved_only: bool = True
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
         start = time.perf_counter()
-        clean = head_outputs(model, data.clean, data.lengths, batch_size=self.batch_size, progress=progress)
-        corrupt = head_outputs(model, data.corrupt, data.lengths, batch_size=self.batch_size, progress=progress)
-        solved = Accuracy()(clean.logits, data.targets) > 0.5 if self.solved_only else torch.ones(len(data), dtype=bool)
-        dist = (clean.outputs[solved] - corrupt.outputs[solved]).norm(dim=-1).mean(0)  # (head,)
+        outputs = pair_outputs(self, model, data, metric, progress=progress)
         graph = graph_of(model)
-        m = metric(clean.logits, data.targets).mean(), metric(corrupt.logits, data.targets).mean()
-        return Scores(graph, Level.NODE, head_values(graph, dist), self.name,
-                      Baseline(metric.name, float(m[0]), float(m[1])), {}, time.perf_counter() - start)  # fmt: skip
+        return Scores(graph, Level.NODE, head_values(graph, outputs.distance()), self.name, outputs.baseline,
+                      {}, time.perf_counter() - start)  # fmt: skip
 
 
 def _ms(xs: list[float]) -> str:

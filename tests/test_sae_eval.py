@@ -35,7 +35,7 @@ def test_evaluate_with_a_planted_truth(tiny_model: TinyFactory) -> None:
     methods = {
         "sae-codes": SAECodes(positives=Positives.ALL, l1_coefficient=1e-3, **FAST),  # type: ignore[arg-type]
         "activation-patching": ActivationPatching(),
-        "output-difference": OutputDifference(solved_only=False),
+        "output-difference": OutputDifference(positives=Positives.ALL),
     }
     rows = evaluate(model, datasets, METRIC, {"planted": frozenset(LIVE)}, methods, progress=False)
     assert [(r.method, r.seed) for r in rows] == [(m, s) for s in (0, 1) for m in methods]

@@ -17,6 +17,7 @@ from circuits.discovery import (
     SAECodeEdges,
     SAECodes,
     SAEPatching,
+    ShortlistBy,
     build_method,
     code_run,
 )
@@ -185,6 +186,14 @@ def test_sae_patching_patches_exactly_the_shortlist(tiny_model: TinyFactory) -> 
     exact = ActivationPatching(heads=tuple(map(str, LIVE)))(model, data, METRIC, progress=False)
     torch.testing.assert_close(scores.values, exact.values, atol=1e-6, rtol=0, equal_nan=True)
     assert [n for n, _ in scores.ranked()] == [n for n, _ in exact.ranked()]
+
+
+def test_sae_patching_can_shortlist_by_output_difference(tiny_model: TinyFactory) -> None:
+    model, data = planted(tiny_model), marked_dataset(n=8)
+    method = SAEPatching(positives=Positives.ALL, shortlist=5, shortlist_by=ShortlistBy.OUTPUT_DIFFERENCE)
+    scores = method(model, data, METRIC, progress=False)
+    assert {Node.parse(h) for h in scores.params["shortlisted"]} == set(LIVE), "silent heads never move"
+    assert "train" not in scores.params["seconds_by_phase"], "no SAE is trained"
 
 
 def test_positives_are_the_solved_prompts_and_the_saes_save(tiny_model: TinyFactory, tmp_path: Path) -> None:

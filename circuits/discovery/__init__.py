@@ -5,13 +5,15 @@ from circuits.discovery.base import METHODS, Ablation, DiscoveryMethod, baseline
 from circuits.discovery.sae_codes import (
     CodeRun,
     NodeScore,
+    PairOutputs,
     Positives,
     SAECodeEdges,
     SAECodes,
     SAECodeSettings,
     code_run,
+    pair_outputs,
 )
-from circuits.discovery.sae_patching import SAEPatching
+from circuits.discovery.sae_patching import SAEPatching, ShortlistBy
 
 __all__ = [
     "METHODS",
@@ -21,14 +23,17 @@ __all__ = [
     "Components",
     "DiscoveryMethod",
     "NodeScore",
+    "PairOutputs",
     "PatchPositions",
     "Positives",
     "SAECodeEdges",
     "SAECodeSettings",
     "SAECodes",
     "SAEPatching",
+    "ShortlistBy",
     "baseline",
     "build_method",
     "code_run",
     "method_params",
+    "pair_outputs",
 ]

@@ -69,9 +69,11 @@ __all__ = [
     "Positives",
     "SAECodeEdges",
     "SAECodeSettings",
+    "PairOutputs",
     "SAECodes",
     "code_run",
     "head_values",
+    "pair_outputs",
 ]
 
 VALUES_NOTE = "minus a count of SAE codes seen only on positive prompts: an importance, not a metric change"
@@ -164,6 +166,28 @@ class SAECodeSettings:
 
 
 @dataclass(frozen=True)
+class PairOutputs:
+    """Pooled head outputs of the positive prompts and of their corrupt twins (rows aligned).
+
+    Attributes:
+        positives: per solved clean prompt, every head's pooled output after ``W_O`` (heads
+            layer-major, as ``Graph.heads``).
+        negatives: the same for each one's corrupt twin (row ``i`` is the twin of positive ``i``).
+        baseline: clean and corrupt metric and accuracy over all pairs.
+        seconds: wall time of the collection.
+    """
+
+    positives: Float[Tensor, "n_pos head d_model"]
+    negatives: Float[Tensor, "n_pos head d_model"]
+    baseline: Baseline
+    seconds: float
+
+    def distance(self) -> Float[Tensor, " head"]:
+        """Per head, the mean distance ``‖x_clean − x_corrupt‖`` between twins (no SAE involved)."""
+        return (self.positives - self.negatives).norm(dim=-1).mean(0)
+
+
+@dataclass(frozen=True)
 class CodeRun:
     """Codes of every head on positive and negative prompts, and how they were obtained.
 
@@ -171,7 +195,7 @@ class CodeRun:
         positives: code per solved clean prompt and head (heads layer-major, as ``Graph.heads``).
         negatives: code per corrupt twin of those prompts and head.
         saes: the trained SAEs (``saes.save(path)`` writes them in sae-lens's format).
-        baseline: clean and corrupt metric and accuracy over all pairs.
+        outputs: the head outputs that were coded.
         train_rows: which prompts trained the SAE, as rows of ``cat([positives, negatives])``.
         seconds: wall time of each phase (``collect``, ``train``, ``encode``).
     """
@@ -179,25 +203,29 @@ class CodeRun:
     positives: Int[Tensor, "n_pos head"]
     negatives: Int[Tensor, "n_neg head"]
     saes: HeadSAEs
-    baseline: Baseline
+    outputs: PairOutputs
     train_rows: Int[Tensor, " n_train"]
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def baseline(self) -> Baseline:
+        """Clean and corrupt metric and accuracy over all pairs."""
+        return self.outputs.baseline
 
-def code_run(
+
+def pair_outputs(
     settings: SAECodeSettings,
     model: HookedTransformer,
     data: PromptPairDataset,
     metric: Metric,
     *,
     progress: bool = True,
-) -> CodeRun:
-    """Collect head outputs, pick positives, train the SAE(s) and code every (prompt, head).
+) -> PairOutputs:
+    """Pooled head outputs of the clean prompts the model solves and of their corrupt twins.
 
     Raises:
         HeadgraphError: the model solves none of the clean prompts.
     """
-    seconds: dict[str, float] = {}
     start = time.perf_counter()
     device = model.W_O.device
     lengths = data.lengths.to(device)
@@ -227,11 +255,26 @@ def code_run(
             f"the model solves none of the {len(data)} clean prompts ({settings.positives.value}); "
             "sae codes need positive prompts"
         )
-    pos_x, neg_x = clean.outputs[solved], corrupt.outputs[solved]
-    seconds["collect"] = time.perf_counter() - start
+    return PairOutputs(clean.outputs[solved], corrupt.outputs[solved], baseline, time.perf_counter() - start)
 
+
+def code_run(
+    settings: SAECodeSettings,
+    model: HookedTransformer,
+    data: PromptPairDataset,
+    metric: Metric,
+    *,
+    progress: bool = True,
+) -> CodeRun:
+    """Collect head outputs, pick positives, train the SAE(s) and code every (prompt, head).
+
+    Raises:
+        HeadgraphError: the model solves none of the clean prompts.
+    """
+    outputs = pair_outputs(settings, model, data, metric, progress=progress)
+    seconds = {"collect": outputs.seconds}
     start = time.perf_counter()
-    pool = torch.cat([pos_x, neg_x])  # (2 · n_pos, head, d_model)
+    pool = torch.cat([outputs.positives, outputs.negatives])  # (2 · n_pos, head, d_model)
     g = torch.Generator().manual_seed(settings.seed)
     train_rows = torch.randperm(pool.shape[0], generator=g)[: settings.train_prompts]
     meta = {
@@ -246,9 +289,9 @@ def code_run(
 
     start = time.perf_counter()
     codes = saes.codes(pool)
-    n_pos = pos_x.shape[0]
+    n_pos = outputs.positives.shape[0]
     seconds["encode"] = time.perf_counter() - start
-    return CodeRun(codes[:n_pos], codes[n_pos:], saes, baseline, train_rows, seconds)
+    return CodeRun(codes[:n_pos], codes[n_pos:], saes, outputs, train_rows, seconds)
 
 
 def _params(method: object, run: CodeRun) -> dict[str, object]:
