@@ -218,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="LABEL=NAME[:KEY=VALUE,...]",
         help="a method to evaluate (repeatable); default: sae-codes, sae-patching, activation-patching",
     )
+    p.add_argument("--no-baseline", action="store_true", help="leave out the output-difference baseline")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", default="out/sae_eval")
     p.add_argument("--quiet", action="store_true")
@@ -239,12 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kv = dict(s.split("=", 1) for s in settings.split(",") if s)
         methods[label] = build_method(name, kv)
     if not methods:
-        methods = {
-            "sae-codes": SAECodes(),
-            "sae-patching": SAEPatching(),
-            "activation-patching": ActivationPatching(),
-            "output-difference": OutputDifference(),
-        }
+        methods = {"sae-codes": SAECodes(), "sae-patching": SAEPatching(), "activation-patching": ActivationPatching()}
+    if not args.no_baseline:
+        methods["output-difference (no SAE)"] = OutputDifference()
     tok = text_tokenizer(model)
     datasets = {seed: task.dataset(tok, args.n, seed=seed) for seed in args.seeds}
     rows = evaluate(model, datasets, task.metric, truths, methods, progress=not args.quiet)
