@@ -148,8 +148,7 @@ def evaluate(
                 auc[name] = roc_auc(imp, lab)
                 prec[name] = precision_at_k(imp, lab, len(truth))
             rows.append(Row(label, seed, seconds, auc, prec, int(torch.isfinite(imp).sum())))
-            if progress:
-                print(f"seed {seed} {label}: {seconds:.1f} s, AUC {auc}, P@k {prec}", flush=True)
+            print(f"seed {seed} {label}: {seconds:.1f} s, AUC {auc}, P@k {prec}", flush=True)
     return rows
 
 
