@@ -19,7 +19,9 @@ Metrics, over the model's heads only:
     true. With a truth of k heads this is also the recall at k.
 
 Run from the repository root (``python -m bench.sae_eval --help``); results print as a Markdown
-table (mean ± sd over seeds) and are written as JSON.
+table (mean ± sd over seeds) and are written as JSON. Times are wall seconds and this process's CPU
+seconds (with one torch thread on a shared machine, the CPU seconds approximate a quiet machine's
+wall time).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Row:
     method: str
     seed: int
     seconds: float
+    cpu_seconds: float
     auc: Mapping[str, float]
     precision: Mapping[str, float]
     n_scored: int
@@ -138,17 +141,17 @@ def evaluate(
         for label, method in methods.items():
             if dataclasses.is_dataclass(method) and "seed" in {f.name for f in dataclasses.fields(method)}:
                 method = dataclasses.replace(method, seed=seed)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             scores = method(model, data, metric, progress=progress)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             imp = head_importance(scores)
             auc, prec = {}, {}
             for name, truth in truths.items():
                 lab = labels_of(truth, model.cfg.n_layers, model.cfg.n_heads)
                 auc[name] = roc_auc(imp, lab)
                 prec[name] = precision_at_k(imp, lab, len(truth))
-            rows.append(Row(label, seed, seconds, auc, prec, int(torch.isfinite(imp).sum())))
-            print(f"seed {seed} {label}: {seconds:.1f} s, AUC {auc}, P@k {prec}", flush=True)
+            rows.append(Row(label, seed, seconds, cpu, auc, prec, int(torch.isfinite(imp).sum())))
+            print(f"seed {seed} {label}: {seconds:.1f} s ({cpu:.1f} s cpu), AUC {auc}, P@k {prec}", flush=True)
     return rows
 
 
@@ -179,15 +182,16 @@ def _ms(xs: list[float]) -> str:
 
 def table(rows: Sequence[Row], truths: Sequence[str]) -> str:
     """Markdown table: per method, mean ± sd over seeds of AUC and P@k per truth set, and seconds."""
-    head = ["method", *(f"AUC ({t})" for t in truths), *(f"P@k=R@k ({t})" for t in truths), "seconds", "seeds"]
+    head = ["method", *(f"AUC ({t})" for t in truths), *(f"P@k=R@k ({t})" for t in truths), "wall s", "cpu s", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in dict.fromkeys(r.method for r in rows):
         mine = [r for r in rows if r.method == method]
         cells = [method]
         cells += [_ms([r.auc[t] for r in mine]) for t in truths]
         cells += [_ms([r.precision[t] for r in mine]) for t in truths]
-        secs = [r.seconds for r in mine]
-        cells += [f"{statistics.mean(secs):.1f} ± {statistics.stdev(secs) if len(secs) > 1 else 0:.1f}", str(len(mine))]
+        for secs in ([r.seconds for r in mine], [r.cpu_seconds for r in mine]):
+            cells.append(f"{statistics.mean(secs):.1f} ± {statistics.stdev(secs) if len(secs) > 1 else 0:.1f}")
+        cells.append(str(len(mine)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
