@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fast", default=FAST, help=f"sae settings of the fast runs (default {FAST})")
-    p.add_argument("--shortlist", type=int, default=40)
+    p.add_argument("--shortlist", type=int, default=SAEPatching.shortlist)
     p.add_argument("--skip-paper", action="store_true", help="do not time sae-codes with the paper's defaults")
     p.add_argument("--skip-exact", action="store_true", help="do not time exact patching of every head")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
