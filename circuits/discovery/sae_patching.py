@@ -10,7 +10,10 @@ patching every head, plus the SAE step.
 The result is one :class:`~circuits.scores.Scores` in the ordinary sign convention: shortlisted
 heads hold their exact patching effect (metric change when patched, negative = important); heads
 off the shortlist hold NaN ("not scored"), so ``top_k`` and ``ranked`` only return measured heads.
-Heads whose SAE count is zero are never shortlisted (the codes saw no difference in them). The
+The shortlist is the ``min(shortlist, heads)`` best-ranked heads: heads whose SAE count is zero rank
+last but still fill the shortlist when fewer heads have a positive count (on a small model the SAE
+may see no difference in the very heads that matter: see the README's planted-model table), so the
+shortlist is never empty and on a model with at most ``shortlist`` heads every head is patched. The
 default SAE trains for 100 epochs at lr 5e-3, not the paper's 500 at 1e-3 (see the class).
 
 Edges are not refined here: exact edge scores need path patching, which this package does not have
@@ -42,17 +45,24 @@ __all__ = ["SAEPatching", "ShortlistBy", "shortlist_heads"]
 
 
 def shortlist_heads(ranking: Sequence[float] | Sequence[int], n_heads: int, size: int) -> list[Node]:
-    """The ``size`` heads with the largest positive ranking values (ties: earlier head first).
+    """The ``min(size, heads)`` heads with the largest ranking values (ties: earlier head first),
+    in graph order.
 
-    ``ranking`` holds one value per head, layer-major with ``n_heads`` heads per layer.
+    ``ranking`` holds one value per head, layer-major with ``n_heads`` heads per layer. Heads ranked
+    0 come last but are kept when fewer heads rank above 0, so the list is empty only if ``size``
+    is 0.
 
     Examples:
         >>> [str(n) for n in shortlist_heads([0, 3, 1, 3], n_heads=2, size=2)]
         ['L0H1', 'L1H1']
         >>> [str(n) for n in shortlist_heads([0, 0, 1, 0], n_heads=2, size=3)]
-        ['L1H0']
+        ['L0H0', 'L0H1', 'L1H0']
+        >>> len(shortlist_heads([0, 0, 0, 0], n_heads=2, size=60))
+        4
     """
-    order = sorted((i for i, c in enumerate(ranking) if c > 0), key=lambda i: -ranking[i])[:size]
+    if size < 0 or len(ranking) % n_heads:
+        raise HeadgraphError(f"need size ≥ 0 and whole layers of {n_heads} heads, got {size} and {len(ranking)}")
+    order = sorted(range(len(ranking)), key=lambda i: -ranking[i])[:size]  # stable: ties keep graph order
     return [Node.of_head(i // n_heads, i % n_heads) for i in sorted(order)]
 
 
@@ -79,7 +89,7 @@ class SAEPatching(SAECodeSettings):
     as well (README, "SAE codes") in a fifth of the training time.
 
     Attributes:
-        shortlist: most heads handed to patching.
+        shortlist: heads handed to patching (all of them on a model with fewer heads).
         shortlist_by: what ranks the heads for the shortlist.
         patch_batch_size: prompts per patched forward.
         max_rows: most rows (variants × prompts) in one patched forward.
