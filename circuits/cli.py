@@ -24,6 +24,11 @@ COMMANDS = [
     "circuits.commands.discover",
     "circuits.commands.show",
     "circuits.commands.evaluate",
+    "circuits.commands.compare",
+    "circuits.commands.score",
+    "circuits.commands.golden",
+    "circuits.commands.regress",
+    "circuits.commands.tasks_report",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

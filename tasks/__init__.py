@@ -1,11 +1,18 @@
 """Tasks: seeded clean/corrupt prompt pairs, tokenized and validated per tokenizer, with metrics.
 
-Nothing here imports :mod:`circuits`; tasks are the data contract every discovery method consumes.
+Registered tasks (:data:`TASKS`, :func:`get_task`): ``ioi``, ``colored-objects``, ``arithmetic``,
+``mcqa``, ``greater-than`` and ``induction``, one module each. Nothing here imports
+:mod:`circuits`; tasks are the data contract every discovery method consumes.
 """
 
+from tasks.arithmetic import Arithmetic, ArithmeticAnswer, ArithmeticCorruption, ArithmeticTemplate, Operation
 from tasks.base import TASKS, PromptPair, PromptPairDataset, Task
+from tasks.colored_objects import ColoredObjects
 from tasks.errors import TaskError, UnknownNameError
+from tasks.greater_than import GreaterThan, YearTokens
+from tasks.induction import Induction, InductionCorruption
 from tasks.ioi import IOI, IOICorruption, IOIOrder
+from tasks.mcqa import MCQA
 from tasks.metrics import (
     METRICS,
     Accuracy,
@@ -14,6 +21,7 @@ from tasks.metrics import (
     Metric,
     ProbDiff,
     Targets,
+    candidate_chance,
     normalized,
 )
 from tasks.registry import Registry
@@ -21,12 +29,21 @@ from tasks.tokenizer import TextTokenizer
 
 __all__ = [
     "IOI",
+    "MCQA",
     "METRICS",
     "TASKS",
     "Accuracy",
+    "Arithmetic",
+    "ArithmeticAnswer",
+    "ArithmeticCorruption",
+    "ArithmeticTemplate",
     "CandidateAccuracy",
+    "ColoredObjects",
+    "GreaterThan",
     "IOICorruption",
     "IOIOrder",
+    "Induction",
+    "InductionCorruption",
     "LogitDiff",
     "Metric",
     "ProbDiff",
@@ -38,6 +55,9 @@ __all__ = [
     "TaskError",
     "TextTokenizer",
     "UnknownNameError",
+    "YearTokens",
+    "Operation",
+    "candidate_chance",
     "get_task",
     "normalized",
 ]

@@ -8,7 +8,8 @@ length per pair, the answer position of each example, named token positions and 
 Validation, per pair and per tokenizer:
   * every answer, competing and candidate string is exactly one token;
   * the clean and corrupt prompts have the same number of tokens;
-  * every named span starts on a token boundary (so positions are token positions).
+  * every named span starts on a token boundary, or one character after a boundary when that
+    character is a space folded into the word's token (so positions are token positions).
 """
 
 from __future__ import annotations
@@ -224,6 +225,8 @@ def _tokenize(pair: PromptPair, tokenizer: TextTokenizer) -> _Tokenized | str:
     starts = {start: i for i, (start, end) in enumerate(offsets) if end > start}
     positions: dict[str, int] = {}
     for name, (start, _end) in pair.spans.items():
+        if start not in starts and start > 0 and pair.clean[start - 1] == " ":
+            start -= 1  # the word's leading space is part of its token (" Mary")
         if start not in starts:
             return f"span {name} not on a token boundary"
         positions[name] = starts[start]

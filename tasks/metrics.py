@@ -27,6 +27,7 @@ __all__ = [
     "Metric",
     "ProbDiff",
     "Targets",
+    "candidate_chance",
     "normalized",
 ]
 
@@ -128,19 +129,41 @@ class ProbDiff:
         return (a * am).sum(-1) - (w * wm).sum(-1)
 
 
+def _is_answer(token: Int[Tensor, " batch"], answers: Int[Tensor, "batch n_ans"]) -> Tensor:
+    """Whether each token is one of its row's answer tokens (padding never matches)."""
+    return ((answers == token[:, None]) & (answers >= 0)).any(-1)
+
+
 @dataclass(frozen=True)
 class Accuracy:
-    """1 where the argmax over the whole vocabulary is the first answer token, else 0."""
+    """1 where the argmax over the whole vocabulary is an answer token, else 0.
+
+    With one answer per example (every task but greater-than) this is "argmax == answer".
+
+    Examples:
+        >>> t = Targets(torch.tensor([[2, 1]]), torch.tensor([[0]]), torch.tensor([[0, 1, 2]]))
+        >>> Accuracy()(torch.tensor([[0.0, 3.0, 1.0]]), t)
+        tensor([1.])
+    """
 
     name: ClassVar[str] = "accuracy"
 
     def __call__(self, logits: Float[Tensor, "batch d_vocab"], targets: Targets) -> Float[Tensor, " batch"]:
-        return (logits.argmax(-1) == targets.answers[:, 0]).to(logits.dtype)
+        return _is_answer(logits.argmax(-1), targets.answers).to(logits.dtype)
 
 
 @dataclass(frozen=True)
 class CandidateAccuracy:
-    """1 where the first answer token has the highest logit among the task's candidates."""
+    """1 where the candidate with the highest logit is an answer token, else 0.
+
+    Chance level is the share of a row's candidates that are answers (``1 / n_candidates`` with
+    one answer); :func:`candidate_chance` computes it.
+
+    Examples:
+        >>> t = Targets(torch.tensor([[2]]), torch.tensor([[1]]), torch.tensor([[1, 2]]))
+        >>> CandidateAccuracy()(torch.tensor([[9.0, 1.0, 2.0]]), t)
+        tensor([1.])
+    """
 
     name: ClassVar[str] = "candidate-accuracy"
 
@@ -148,7 +171,20 @@ class CandidateAccuracy:
         c, cm = _gather(logits, targets.candidates)
         c = c.masked_fill(~cm, float("-inf"))
         best = targets.candidates.gather(-1, c.argmax(-1, keepdim=True)).squeeze(-1)
-        return (best == targets.answers[:, 0]).to(logits.dtype)
+        return _is_answer(best, targets.answers).to(logits.dtype)
+
+
+def candidate_chance(targets: Targets) -> Float[Tensor, " batch"]:
+    """Expected :class:`CandidateAccuracy` of a uniformly random pick among each row's candidates.
+
+    Examples:
+        >>> candidate_chance(Targets(torch.tensor([[1]]), torch.tensor([[0]]), torch.tensor([[0, 1, 2]])))
+        tensor([0.3333])
+    """
+    cands = targets.candidates
+    hits = ((cands[:, :, None] == targets.answers[:, None, :]) & (targets.answers[:, None, :] >= 0)).any(-1)
+    hits &= cands >= 0
+    return hits.sum(-1).float() / (cands >= 0).sum(-1).clamp(min=1).float()
 
 
 for _m in (LogitDiff(), ProbDiff(), Accuracy(), CandidateAccuracy()):

@@ -25,7 +25,10 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["discover", "--task", "nope"], "unknown task 'nope'; valid tasks: ioi"),
+        (
+            ["discover", "--task", "nope"],
+            "unknown task 'nope'; valid tasks: arithmetic, colored-objects, greater-than, induction, ioi, mcqa",
+        ),
         (["discover", "--method", "magic"], "unknown method 'magic'; valid methods: activation-patching"),
         (["discover", "--model", "not-a-model", "--n", "2"], "unknown model 'not-a-model'"),
         (["discover", "--n", "0"], "--n must be a positive number"),

@@ -138,7 +138,8 @@ def test_multi_token_answers_are_dropped() -> None:
 
 def test_registry_lists_valid_names() -> None:
     assert isinstance(get_task("ioi"), IOI)
-    with pytest.raises(UnknownNameError, match="unknown task 'nope'; valid tasks: ioi"):
+    valid = "arithmetic, colored-objects, greater-than, induction, ioi, mcqa"
+    with pytest.raises(UnknownNameError, match=f"unknown task 'nope'; valid tasks: {valid}"):
         TASKS["nope"]
 
 

@@ -1,0 +1,100 @@
+"""Token-level prompt pairs: a :class:`~tasks.PromptPairDataset` built from token ids, not text.
+
+Tasks for hand-built models (planted circuits) have no text and no tokenizer: their prompts are
+token ids chosen directly. :class:`TokenPair` holds one such pair and :func:`token_dataset` batches
+pairs into the same :class:`~tasks.PromptPairDataset` that text tasks produce, so every discovery
+method and metric runs on them unchanged. Each pair is also recorded as a readable
+:class:`~tasks.PromptPair` (tokens rendered as ``t<id>``) for saved results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from tasks import PromptPair, PromptPairDataset, Targets
+from tasks.metrics import PAD
+
+__all__ = ["TokenPair", "render", "token_dataset"]
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """One clean/corrupt pair of token sequences with its answer tokens.
+
+    Attributes:
+        clean: clean prompt; its answer is predicted at the last position.
+        corrupt: corrupt prompt, same length.
+        answers: correct next tokens of the clean prompt.
+        wrong: competing tokens.
+        positions: named token positions (e.g. ``S2``).
+    """
+
+    clean: tuple[int, ...]
+    corrupt: tuple[int, ...]
+    answers: tuple[int, ...]
+    wrong: tuple[int, ...]
+    positions: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.clean) != len(self.corrupt) or not self.clean:
+            raise ValueError(
+                f"clean and corrupt need the same, non-zero length: {len(self.clean)}, {len(self.corrupt)}"
+            )
+        if not self.answers:
+            raise ValueError("a pair needs at least one answer token")
+
+
+def render(tokens: Sequence[int]) -> str:
+    """Token ids as readable text.
+
+    Examples:
+        >>> render([0, 7, 3])
+        't0 t7 t3'
+    """
+    return " ".join(f"t{t}" for t in tokens)
+
+
+def _padded(rows: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: int = 0) -> PromptPairDataset:
+    """Batch ``pairs`` (right-padded with ``pad_id``) into a dataset; candidates are answers + wrong.
+
+    Examples:
+        >>> pairs = [TokenPair((0, 5, 6), (0, 5, 7), (6,), (7,)), TokenPair((0, 4), (0, 3), (4,), (3,))]
+        >>> d = token_dataset("demo", 0, pairs)
+        >>> d.clean.tolist(), d.answer_pos.tolist()
+        ([[0, 5, 6], [0, 4, 0]], [2, 1])
+    """
+    if not pairs:
+        raise ValueError("a dataset needs at least one pair")
+    names = sorted(set.intersection(*(set(p.positions) for p in pairs)))
+    return PromptPairDataset(
+        task=task,
+        seed=seed,
+        tokenizer="token-ids",
+        pairs=tuple(
+            PromptPair(
+                clean=render(p.clean),
+                corrupt=render(p.corrupt),
+                answers=tuple(f"t{t}" for t in p.answers),
+                wrong=tuple(f"t{t}" for t in p.wrong),
+                candidates=tuple(f"t{t}" for t in (*p.answers, *p.wrong)),
+            )
+            for p in pairs
+        ),
+        clean=_padded([p.clean for p in pairs], pad_id),
+        corrupt=_padded([p.corrupt for p in pairs], pad_id),
+        lengths=torch.tensor([len(p.clean) for p in pairs], dtype=torch.long),
+        targets=Targets(
+            answers=_padded([p.answers for p in pairs], PAD),
+            wrong=_padded([p.wrong for p in pairs], PAD),
+            candidates=_padded([(*p.answers, *p.wrong) for p in pairs], PAD),
+        ),
+        positions={k: torch.tensor([p.positions[k] for p in pairs], dtype=torch.long) for k in names},
+    )

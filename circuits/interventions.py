@@ -1,0 +1,249 @@
+"""Interventions on heads and attention, applied through scoped, exception-safe hooks.
+
+Each intervention is a frozen dataclass describing an edit; :func:`intervene` attaches the hooks of
+one or several of them for the duration of a ``with`` block and removes exactly those hooks on exit,
+also after an exception. Edits on the same activation compose in the order given.
+
+Edits:
+  * :class:`AblateHead`: replace a head's output (``hook_z``) by zero, a mean, or another run's value.
+  * :class:`ScaleHead`: multiply a head's output by a factor.
+  * :class:`SteerHead`: LoFiT-style (Yin et al. 2024, arXiv 2406.01563) ``z' = (1 + a) ⊙ z + v`` on the
+    head's output before ``W_O``.
+  * :class:`ForceAttention`: overwrite a head's post-softmax attention from one query position so it
+    attends only to chosen key positions (Merullo et al. 2023, arXiv 2310.08744, the Colored Objects
+    repair: inhibition heads forced onto the wrong colour tokens).
+  * :class:`ScaleAttention`: multiply the attention to chosen key positions by ``γ`` and renormalise
+    each row: ``a'_j = γ a_j / D`` for keys in the set, ``a'_j = a_j / D`` otherwise, with
+    ``D = (γ − 1) Σ_set a + 1`` (ZeroTuning, Han et al. 2025, arXiv 2505.11739, for the first token;
+    ACT, Yu et al. 2024, likewise for sink tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from circuits.discovery.base import Ablation
+from circuits.errors import HeadgraphError
+from circuits.model import HookFn, hook_pattern, hook_z, with_hooks
+
+__all__ = [
+    "AblateHead",
+    "ForceAttention",
+    "Intervention",
+    "ScaleAttention",
+    "ScaleHead",
+    "SteerHead",
+    "intervene",
+]
+
+
+@runtime_checkable
+class Intervention(Protocol):
+    """An edit of a model's forward pass, expressed as forward hooks."""
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        """The (hook name, hook function) pairs that perform the edit on ``model``."""
+        ...
+
+
+def _check_head(model: HookedTransformer, layer: int, head: int) -> None:
+    if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
+        raise HeadgraphError(
+            f"head L{layer}H{head} does not exist in a {model.cfg.n_layers}-layer, {model.cfg.n_heads}-head model"
+        )
+
+
+@dataclass(frozen=True)
+class AblateHead:
+    """Replace head ``(layer, head)``'s output at every position.
+
+    Attributes:
+        layer: the head's layer.
+        head: the (query) head index.
+        ablation: ZERO needs no reference; MEAN takes ``reference`` of shape ``[d_head]``; RESAMPLE
+            takes ``reference`` of shape ``[batch, pos, d_head]`` (the head's ``hook_z`` on other inputs).
+        reference: the replacement value (see ``ablation``).
+    """
+
+    layer: int
+    head: int
+    ablation: Ablation = Ablation.ZERO
+    reference: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ablation, Ablation):
+            raise HeadgraphError(f"ablation must be an Ablation, got {self.ablation!r}")
+        needs = {Ablation.ZERO: None, Ablation.MEAN: 1, Ablation.RESAMPLE: 3}[self.ablation]
+        got = None if self.reference is None else self.reference.ndim
+        if got != needs:
+            raise HeadgraphError(
+                f"{self.ablation.value} ablation needs a reference with {needs} dimensions, got {got}"
+                if needs
+                else "zero ablation takes no reference"
+            )
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
+            z = z.clone()
+            if self.reference is None:
+                z[:, :, self.head] = 0.0
+            else:
+                ref = self.reference.to(z)
+                z[:, :, self.head] = ref if ref.ndim == 1 else ref[:, : z.shape[1]]
+            return z
+
+        return [(hook_z(self.layer), fn)]
+
+
+@dataclass(frozen=True)
+class ScaleHead:
+    """Multiply head ``(layer, head)``'s output by ``factor`` at every position."""
+
+    layer: int
+    head: int
+    factor: float
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
+            z = z.clone()
+            z[:, :, self.head] *= self.factor
+            return z
+
+        return [(hook_z(self.layer), fn)]
+
+
+@dataclass(frozen=True)
+class SteerHead:
+    """LoFiT edit ``z' = (1 + scale) ⊙ z + bias`` on head ``(layer, head)``'s output (``[d_head]`` each)."""
+
+    layer: int
+    head: int
+    bias: Float[Tensor, " d_head"]
+    scale: Float[Tensor, " d_head"] | None = None
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+        for name, t in (("bias", self.bias), ("scale", self.scale)):
+            if t is not None and t.shape != (model.cfg.d_head,):
+                raise HeadgraphError(f"{name} must have shape ({model.cfg.d_head},), got {tuple(t.shape)}")
+
+        def fn(z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
+            z = z.clone()
+            h = z[:, :, self.head]
+            if self.scale is not None:
+                h = h * (1 + self.scale.to(z))
+            z[:, :, self.head] = h + self.bias.to(z)
+            return z
+
+        return [(hook_z(self.layer), fn)]
+
+
+def _key_mask(key_pos: Int[Tensor, "batch k"], n_keys: int) -> Tensor:
+    """Boolean ``[batch, n_keys]`` marking the listed key positions (``-1`` entries are padding)."""
+    mask = torch.zeros(key_pos.shape[0], n_keys + 1, dtype=torch.bool, device=key_pos.device)
+    mask.scatter_(1, torch.where(key_pos < 0, n_keys, key_pos), True)
+    return mask[:, :n_keys]
+
+
+@dataclass(frozen=True)
+class ForceAttention:
+    """Make head ``(layer, head)`` attend from ``query_pos`` only to ``key_pos`` (uniformly).
+
+    Attributes:
+        query_pos: the query position per example ``[batch]`` (e.g. the answer position).
+        key_pos: the key positions per example ``[batch, k]``; ``-1`` pads rows with fewer keys.
+    """
+
+    layer: int
+    head: int
+    query_pos: Int[Tensor, " batch"]
+    key_pos: Int[Tensor, "batch k"]
+
+    def __post_init__(self) -> None:
+        if self.key_pos.shape[0] != self.query_pos.shape[0]:
+            raise HeadgraphError("query_pos and key_pos need one row per example")
+        if bool(((self.key_pos >= 0).sum(1) == 0).any()):
+            raise HeadgraphError("every example needs at least one key position to attend to")
+        if bool((self.key_pos > self.query_pos[:, None]).any()):
+            raise HeadgraphError("a query cannot attend to a later key position (causal attention)")
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(pattern: Float[Tensor, "batch head q k"]) -> Tensor:
+            pattern = pattern.clone()
+            rows = torch.arange(pattern.shape[0], device=pattern.device)
+            mask = _key_mask(self.key_pos.to(pattern.device), pattern.shape[-1]).to(pattern.dtype)
+            pattern[rows, self.head, self.query_pos.to(pattern.device)] = mask / mask.sum(-1, keepdim=True)
+            return pattern
+
+        return [(hook_pattern(self.layer), fn)]
+
+
+@dataclass(frozen=True)
+class ScaleAttention:
+    """Scale head ``(layer, head)``'s attention to ``key_pos`` by ``gamma`` and renormalise each row.
+
+    Attributes:
+        key_pos: key positions per example ``[batch, k]`` (``-1`` pads); ZeroTuning uses position 0.
+        gamma: the factor; 1 leaves the pattern unchanged, 0 removes the keys' share (a row whose
+            whole mass is on the keys has nothing to renormalise to and is left unchanged).
+        query_pos: when given ``[batch]``, only that query row is edited; else every row.
+    """
+
+    layer: int
+    head: int
+    key_pos: Int[Tensor, "batch k"]
+    gamma: float
+    query_pos: Int[Tensor, " batch"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.gamma < 0:
+            raise HeadgraphError(f"gamma must be non-negative, got {self.gamma}")
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(pattern: Float[Tensor, "batch head q k"]) -> Tensor:
+            pattern = pattern.clone()
+            a = pattern[:, self.head]  # (batch, q, k)
+            mask = _key_mask(self.key_pos.to(a.device), a.shape[-1])[:, None, :]  # (batch, 1, k)
+            in_set = (a * mask).sum(-1, keepdim=True)  # (batch, q, 1)
+            denom = (self.gamma - 1) * in_set + 1  # 0 only when γ = 0 and the row's mass is all in the set
+            scaled = torch.where(denom > 0, torch.where(mask, self.gamma * a, a) / denom.clamp(min=1e-30), a)
+            if self.query_pos is None:
+                pattern[:, self.head] = scaled
+            else:
+                rows = torch.arange(a.shape[0], device=a.device)
+                q = self.query_pos.to(a.device)
+                pattern[rows, self.head, q] = scaled[rows, q]
+            return pattern
+
+        return [(hook_pattern(self.layer), fn)]
+
+
+@contextmanager
+def intervene(model: HookedTransformer, *interventions: Intervention) -> Iterator[HookedTransformer]:
+    """Apply ``interventions`` (in order) to every forward pass inside the block.
+
+    Only the hooks added here are removed on exit, also when the block raises.
+
+    Examples:
+        >>> # with intervene(model, ScaleHead(9, 6, 0.0), ForceAttention(10, 7, q, k)):
+        >>> #     logits = model(tokens)
+    """
+    hooks = [h for iv in interventions for h in iv.hooks(model)]
+    with with_hooks(model, hooks):
+        yield model

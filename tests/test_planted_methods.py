@@ -1,0 +1,64 @@
+"""Every registered discovery method, scored on the planted models (new methods join automatically)."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuits.discovery import METHODS
+from circuits.groundtruth.benchmark import MethodResult, default_suite, format_results, score_methods
+
+EXACT_METHODS = {"activation-patching", "sae-patching"}
+"""Methods that compute exact effects on what they score: they must rank the planted circuit
+perfectly (AUC 1). ``sae-patching`` patches its whole shortlist, which covers every head of these
+small models."""
+
+CORRELATIONAL_METHODS = {
+    "sae-codes": "measured node AUC 0.28-0.33 on the four planted models (n_pairs=8)",
+    "sae-code-edges": "measured node AUC 0.00-0.29, edge AUC 0.18-0.28 on the four planted models (n_pairs=8)",
+}
+"""Methods that count where the discrete SAE codes change between clean and corrupt. On the planted
+models the inert distractor heads read the changed tokens too, so their codes change at least as
+often as the circuit's: counting change is not measuring effect, and these methods rank the planted
+circuit below chance. The test holds them to the chance bound as a strict xfail: it fails the day
+they beat chance, so the README's claim gets revisited."""
+
+CHANCE = 0.5
+
+
+def _check_ranges(name: str, results: list[MethodResult]) -> None:
+    assert len(results) == len(default_suite())
+    for r in results:
+        assert not r.error, f"{name} failed on {r.planted}: {r.error}"
+        assert 0.0 <= r.node_auc_pessimistic <= r.node_auc + 1e-12 <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=CORRELATIONAL_METHODS[n]))
+        if n in CORRELATIONAL_METHODS
+        else n
+        for n in METHODS.names()
+    ],
+)
+def test_method_on_planted_models(name: str) -> None:
+    results = score_methods([name], default_suite(), n_pairs=8)
+    _check_ranges(name, results)
+    for r in results:
+        if name in EXACT_METHODS:
+            assert r.node_auc == r.node_auc_pessimistic == 1.0, r
+            assert r.edge_auc != r.edge_auc or r.edge_auc == 1.0, r  # NaN for node-level methods
+        else:  # approximate methods may tie upstream heads with the inert distractors, never rank them below
+            assert r.node_auc >= CHANCE, r
+
+
+@pytest.mark.parametrize("name", sorted(CORRELATIONAL_METHODS))
+def test_correlational_methods_run_on_planted_models(name: str) -> None:
+    """The part of the contract the SAE-count methods do meet: they run and give valid AUCs."""
+    _check_ranges(name, score_methods([name], default_suite(), n_pairs=8))
+
+
+def test_table_lists_every_method_and_model() -> None:
+    table = format_results(score_methods(["activation-patching"], default_suite()[:1], n_pairs=4))
+    assert table.splitlines()[0].startswith("| method | planted model | node AUC")
+    assert "| activation-patching | induction L0H1→L1H2 | 1.000 | 1.000 | — | — |" in table
