@@ -179,18 +179,29 @@ def test_pair_endpoint_node_score(tiny_model: TinyFactory) -> None:
 
 def test_sae_patching_patches_exactly_the_shortlist(tiny_model: TinyFactory) -> None:
     model, data = planted(tiny_model), marked_dataset(n=8)
-    method = SAEPatching(positives=Positives.ALL, l1_coefficient=1e-3, shortlist=5, **FAST)  # type: ignore[arg-type]
+    method = SAEPatching(positives=Positives.ALL, l1_coefficient=1e-3, shortlist=len(LIVE), **FAST)  # type: ignore[arg-type]
     scores = method(model, data, METRIC, progress=False)
     shortlisted = [Node.parse(h) for h in scores.params["shortlisted"]]
-    assert set(shortlisted) == set(LIVE), "only heads with codes seen only on positives are shortlisted"
+    assert set(shortlisted) == set(LIVE), "heads with codes seen only on positives rank first"
     exact = ActivationPatching(heads=tuple(map(str, LIVE)))(model, data, METRIC, progress=False)
     torch.testing.assert_close(scores.values, exact.values, atol=1e-6, rtol=0, equal_nan=True)
     assert [n for n, _ in scores.ranked()] == [n for n, _ in exact.ranked()]
 
 
+def test_sae_patching_fills_the_shortlist_with_unchanged_heads(tiny_model: TinyFactory) -> None:
+    model, data = planted(tiny_model), marked_dataset(n=8)
+    size = len(LIVE) + 2
+    scores = SAEPatching(positives=Positives.ALL, l1_coefficient=1e-3, shortlist=size, **FAST)(  # type: ignore[arg-type]
+        model, data, METRIC, progress=False
+    )
+    shortlisted = {Node.parse(h) for h in scores.params["shortlisted"]}
+    assert len(shortlisted) == size and set(LIVE) <= shortlisted
+    assert all(v == 0 for n, v in scores.ranked() if n not in LIVE), "silent heads, patched, have no effect"
+
+
 def test_sae_patching_can_shortlist_by_output_difference(tiny_model: TinyFactory) -> None:
     model, data = planted(tiny_model), marked_dataset(n=8)
-    method = SAEPatching(positives=Positives.ALL, shortlist=5, shortlist_by=ShortlistBy.OUTPUT_DIFFERENCE)
+    method = SAEPatching(positives=Positives.ALL, shortlist=len(LIVE), shortlist_by=ShortlistBy.OUTPUT_DIFFERENCE)
     scores = method(model, data, METRIC, progress=False)
     assert {Node.parse(h) for h in scores.params["shortlisted"]} == set(LIVE), "silent heads never move"
     assert "train" not in scores.params["seconds_by_phase"], "no SAE is trained"
