@@ -18,10 +18,20 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-import circuits.model as adapter
+import circuits.model.loading as adapter
 from circuits.discovery import Ablation, ActivationPatching, Components, PatchPositions
 from circuits.errors import ModelLoadError
-from circuits.model import GEMMA_MODEL, OFFLINE_MODELS, AssembledGGUF, hook_k, load_model, prepare_model_, run_to_logits
+from circuits.model import (
+    GEMMA_MODEL,
+    OFFLINE_MODELS,
+    hook_k,
+    load_model,
+    prepare_model_,
+    resumable_run,
+    run_to_logits,
+    run_with_cache,
+)
+from circuits.model.loading import AssembledGGUF
 from tests.conftest import random_dataset, tiny_config
 from tests.test_activation_patching import ATOL, METRIC, assert_matches
 
@@ -98,9 +108,9 @@ def test_cached_keys_are_taken_after_the_key_norm() -> None:
     """The regression behind the fix: hook_k is before the per-head key norm, TL's cache after it."""
     model = gemma3_like()
     data = random_dataset(n=2, length=8, diff_from=DIFF_FROM)
-    run = adapter.resumable_run(model, data.clean, DIFF_FROM, [])
+    run = resumable_run(model, data.clean, DIFF_FROM, [])
     assert run.prefix == DIFF_FROM
-    _, cache = adapter.run_with_cache(model, data.clean, [hook_k(1)])
+    _, cache = run_with_cache(model, data.clean, [hook_k(1)])
     raw = cache[hook_k(1)][:, :DIFF_FROM]
     assert not torch.allclose(run.keys[1], raw, atol=1e-3)
     with torch.no_grad():
@@ -112,7 +122,7 @@ def test_keys_that_cannot_be_rebuilt_share_no_prefix() -> None:
     """A model that clamps q/k/v (clip_qkv) caches keys hook_k does not show: no prefix, still exact."""
     model = gemma3_like(clip_qkv=0.5)
     data = random_dataset(n=4, length=8, diff_from=DIFF_FROM)
-    assert adapter.resumable_run(model, data.clean, DIFF_FROM, []).prefix == 0
+    assert resumable_run(model, data.clean, DIFF_FROM, []).prefix == 0
     assert_matches(model, data, ActivationPatching(batch_size=2))
 
 

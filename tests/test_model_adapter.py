@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-import circuits.model as adapter
+import circuits.model.loading as adapter
 from circuits.discovery import ActivationPatching
 from circuits.errors import ModelLoadError
 from circuits.model import (
