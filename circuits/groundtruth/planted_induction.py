@@ -37,9 +37,8 @@ from circuits.groundtruth.planted import (
     plant_distractors_,
     truth_circuit,
 )
-from circuits.groundtruth.tokens import TokenPair, token_dataset
+from circuits.groundtruth.tokens import TokenPair, TokenPairStream
 from circuits.model import attention_only_model, attention_weights, embedding_weights
-from tasks import PromptPairDataset
 from tasks.metrics import LogitDiff, Metric
 
 __all__ = ["InductionConfig", "PlantedInductionTask", "induction_model"]
@@ -48,7 +47,7 @@ BOS = 0
 
 
 @dataclass(frozen=True)
-class PlantedInductionTask:
+class PlantedInductionTask(TokenPairStream):
     """Repeated random symbols with a swap corruption (module docstring).
 
     Attributes:
@@ -57,6 +56,7 @@ class PlantedInductionTask:
     """
 
     name: ClassVar[str] = "planted-induction"
+    pad_id: ClassVar[int] = BOS
     metric: ClassVar[Metric] = LogitDiff()
     n_symbols: int = 12
     half: int = 8
@@ -87,17 +87,6 @@ class PlantedInductionTask:
             wrong=(clean[b + 1],),
             positions={"source": a + 1, "corrupt_source": b + 1, "query": len(clean) - 1},
         )
-
-    def pairs(self, n: int, *, seed: int) -> list[TokenPair]:
-        """The first ``n`` pairs of the stream seeded with ``seed``."""
-        rng = random.Random(seed)
-        return [self.pair(rng) for _ in range(n)]
-
-    def dataset(self, n: int, *, seed: int) -> PromptPairDataset:
-        """``n`` pairs as a dataset (right-padded with BOS)."""
-        if n <= 0:
-            raise HeadgraphError(f"the number of pairs must be positive, got {n}")
-        return token_dataset(self.name, seed, self.pairs(n, seed=seed), pad_id=BOS)
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,8 @@ from circuits.groundtruth.planted import (
     plant_distractors_,
     truth_circuit,
 )
-from circuits.groundtruth.tokens import TokenPair, token_dataset
+from circuits.groundtruth.tokens import TokenPair, TokenPairStream
 from circuits.model import attention_only_model, attention_weights, embedding_weights
-from tasks import PromptPairDataset
 from tasks.metrics import LogitDiff, Metric
 
 __all__ = ["IOIConfig", "PlantedIOICorruption", "PlantedIOITask", "ioi_model"]
@@ -62,7 +61,7 @@ class PlantedIOICorruption(Enum):
 
 
 @dataclass(frozen=True)
-class PlantedIOITask:
+class PlantedIOITask(TokenPairStream):
     """Names among fillers; predict the name that is not repeated (module docstring).
 
     Attributes:
@@ -73,6 +72,7 @@ class PlantedIOITask:
     """
 
     name: ClassVar[str] = "planted-ioi"
+    pad_id: ClassVar[int] = BOS
     metric: ClassVar[Metric] = LogitDiff()
     n_names: int = 8
     n_fillers: int = 6
@@ -116,17 +116,6 @@ class PlantedIOITask:
                 "END": self.length - 1,
             },
         )
-
-    def pairs(self, n: int, *, seed: int) -> list[TokenPair]:
-        """The first ``n`` pairs of the stream seeded with ``seed``."""
-        rng = random.Random(seed)
-        return [self.pair(rng) for _ in range(n)]
-
-    def dataset(self, n: int, *, seed: int) -> PromptPairDataset:
-        """``n`` pairs as a dataset."""
-        if n <= 0:
-            raise HeadgraphError(f"the number of pairs must be positive, got {n}")
-        return token_dataset(self.name, seed, self.pairs(n, seed=seed), pad_id=BOS)
 
 
 @dataclass(frozen=True)

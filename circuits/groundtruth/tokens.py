@@ -9,15 +9,18 @@ method and metric runs on them unchanged. Each pair is also recorded as a readab
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
+from circuits.errors import HeadgraphError
 from tasks import PromptPair, PromptPairDataset, Targets
 from tasks.metrics import PAD
 
-__all__ = ["TokenPair", "render", "token_dataset"]
+__all__ = ["TokenPair", "TokenPairStream", "render", "token_dataset"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +101,32 @@ def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: i
         ),
         positions={k: torch.tensor([p.positions[k] for p in pairs], dtype=torch.long) for k in names},
     )
+
+
+class TokenPairStream:
+    """A seeded stream of token pairs, as lists and as datasets (mixin for planted tasks).
+
+    Subclasses set ``name`` and ``pad_id`` and draw one pair from a random generator in ``pair``.
+    """
+
+    name: ClassVar[str]
+    pad_id: ClassVar[int]
+
+    def pair(self, rng: random.Random) -> TokenPair:
+        """One pair drawn from ``rng``."""
+        raise NotImplementedError
+
+    def pairs(self, n: int, *, seed: int) -> list[TokenPair]:
+        """The first ``n`` pairs of the stream seeded with ``seed``."""
+        rng = random.Random(seed)
+        return [self.pair(rng) for _ in range(n)]
+
+    def dataset(self, n: int, *, seed: int) -> PromptPairDataset:
+        """``n`` pairs as a dataset (right-padded with ``pad_id``).
+
+        Raises:
+            HeadgraphError: ``n`` is not positive.
+        """
+        if n <= 0:
+            raise HeadgraphError(f"the number of pairs must be positive, got {n}")
+        return token_dataset(self.name, seed, self.pairs(n, seed=seed), pad_id=self.pad_id)
