@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
+from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
@@ -43,7 +43,7 @@ from circuits.model import (
     resume_to_logits,
     run_with_cache,
 )
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
@@ -166,17 +166,8 @@ class ActivationPatching:
 
         values = torch.full((len(graph.nodes),), torch.nan, dtype=torch.float64)
         scored = [graph.node_index(node) for layer in range(n_layers) for node in patched[layer]]
-        values[scored] = totals[scored] / len(data)
-        m = (sums / len(data)).tolist()
-        return Scores(
-            graph=graph,
-            level=Level.NODE,
-            values=values.float(),
-            method=self.name,
-            baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
-            params=method_params(self),
-            seconds=time.perf_counter() - start,
-        )
+        values[scored] = totals[scored]
+        return summed_scores(self.name, method_params(self), graph, Level.NODE, values, sums, len(data), metric, start)
 
     def _ordered(self, data: PromptPairDataset) -> PromptPairDataset:
         """The examples sorted by shared-prefix length, then length, so batches share long prefixes

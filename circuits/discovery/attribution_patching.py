@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import Components
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
+from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edges import (
     ActivePositions,
     acts_from_cache,
@@ -45,7 +45,7 @@ from circuits.model import (
     run_after_prefix,
     shared_prefix,
 )
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
@@ -113,18 +113,11 @@ class AttributionPatching:
         values_out = torch.full((len(graph.nodes),), torch.nan, dtype=torch.float64)
         for layer in range(n_layers):
             for h in range(model.cfg.n_heads):
-                values_out[graph.node_index(Node.of_head(layer, h))] = heads[layer, h] / len(data)
+                values_out[graph.node_index(Node.of_head(layer, h))] = heads[layer, h]
             if with_mlps:
-                values_out[graph.node_index(Node.of_mlp(layer))] = mlps[layer] / len(data)
-        m = (sums / len(data)).tolist()
-        return Scores(
-            graph=graph,
-            level=Level.NODE,
-            values=values_out.float(),
-            method=self.name,
-            baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
-            params=method_params(self),
-            seconds=time.perf_counter() - start,
+                values_out[graph.node_index(Node.of_mlp(layer))] = mlps[layer]
+        return summed_scores(
+            self.name, method_params(self), graph, Level.NODE, values_out, sums, len(data), metric, start
         )
 
 

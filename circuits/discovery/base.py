@@ -8,20 +8,34 @@ graph. New methods are one file plus ``@METHODS.register(name)``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.errors import HeadgraphError
+from circuits.graph import Graph
 from circuits.model import run_to_logits
 from circuits.scores import Baseline, Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 from tasks.registry import Registry
 
-__all__ = ["METHODS", "Ablation", "DiscoveryMethod", "baseline", "build_method", "check_positive", "method_params"]
+__all__ = [
+    "METHODS",
+    "Ablation",
+    "DiscoveryMethod",
+    "baseline",
+    "build_method",
+    "check_ablation",
+    "check_positive",
+    "method_params",
+    "summed_scores",
+]
 
 
 class Ablation(Enum):
@@ -69,6 +83,48 @@ def check_positive(**values: int) -> None:
     for name, v in values.items():
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise HeadgraphError(f"{name} must be a positive integer, got {v!r}")
+
+
+def check_ablation(ablation: object) -> None:
+    """Raise :class:`HeadgraphError` unless ``ablation`` is an :class:`Ablation`."""
+    if not isinstance(ablation, Ablation):
+        raise HeadgraphError(f"ablation must be an Ablation, got {ablation!r}")
+
+
+def summed_scores(
+    name: str,
+    params: dict[str, Any],
+    graph: Graph,
+    level: Level,
+    totals: Tensor,
+    sums: Float[Tensor, " 4"],
+    n: int,
+    metric: Metric,
+    start: float,
+) -> Scores:
+    """The :class:`Scores` a method returns from per-example sums over ``n`` examples.
+
+    Args:
+        name: the method's registered name.
+        params: its settings (:func:`method_params`).
+        graph: the graph scored.
+        level: nodes or edges.
+        totals: one summed value per node or edge (NaN where not scored).
+        sums: summed clean metric, corrupt metric, clean accuracy and corrupt accuracy.
+        n: the number of examples summed.
+        metric: the metric.
+        start: ``time.perf_counter()`` when the method started.
+    """
+    m = (sums / n).tolist()
+    return Scores(
+        graph=graph,
+        level=level,
+        values=(totals / n).float(),
+        method=name,
+        baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
+        params=params,
+        seconds=time.perf_counter() - start,
+    )
 
 
 @torch.inference_mode()

@@ -42,7 +42,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
+from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edges import (
     ActivePositions,
     EdgeLayout,
@@ -53,7 +53,6 @@ from circuits.discovery.edges import (
     prefix_length,
     sender_hook_names,
 )
-from circuits.errors import HeadgraphError
 from circuits.model import (
     HookFn,
     SharedPrefix,
@@ -72,7 +71,7 @@ from circuits.model import (
     run_after_prefix,
     shared_prefix,
 )
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
@@ -96,8 +95,7 @@ class EAP:
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size)
-        if not isinstance(self.ablation, Ablation):
-            raise HeadgraphError(f"ablation must be an Ablation, got {self.ablation!r}")
+        check_ablation(self.ablation)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
@@ -168,16 +166,7 @@ def edge_attribution(
         total += dense
         sums += batch_sums
     bar.close()
-    m = (sums / len(data)).tolist()
-    return Scores(
-        graph=graph,
-        level=Level.EDGE,
-        values=layout.to_edges(total / len(data)).float(),
-        method=name,
-        baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
-        params=params,
-        seconds=time.perf_counter() - start,
-    )
+    return summed_scores(name, params, graph, Level.EDGE, layout.to_edges(total), sums, len(data), metric, start)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
+from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
 from circuits.discovery.edges import EdgeLayout, mean_sender_acts
-from circuits.errors import HeadgraphError
 from circuits.model import graph_of, run_to_logits
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
@@ -48,8 +47,7 @@ class EdgePatching:
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size, max_rows=self.max_rows)
-        if not isinstance(self.ablation, Ablation):
-            raise HeadgraphError(f"ablation must be an Ablation, got {self.ablation!r}")
+        check_ablation(self.ablation)
 
     @torch.inference_mode()
     def __call__(
@@ -90,13 +88,4 @@ class EdgePatching:
                 totals[chunk] += (effect - m_clean).double().sum(1).cpu()
                 bar.update(len(chunk))
         bar.close()
-        m = (sums / len(data)).tolist()
-        return Scores(
-            graph=graph,
-            level=Level.EDGE,
-            values=(totals / len(data)).float(),
-            method=self.name,
-            baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
-            params=method_params(self),
-            seconds=time.perf_counter() - start,
-        )
+        return summed_scores(self.name, method_params(self), graph, Level.EDGE, totals, sums, len(data), metric, start)

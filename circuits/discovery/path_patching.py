@@ -34,7 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params
+from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edges import mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
@@ -57,7 +57,7 @@ from circuits.model import (
     resume_to_resid,
     run_with_cache,
 )
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 
@@ -91,8 +91,7 @@ class PathPatching:
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size, max_rows=self.max_rows)
-        if not isinstance(self.ablation, Ablation):
-            raise HeadgraphError(f"ablation must be an Ablation, got {self.ablation!r}")
+        check_ablation(self.ablation)
         if not self.inputs or any(c not in "qkv" for c in self.inputs) or len(set(self.inputs)) != len(self.inputs):
             raise HeadgraphError(f"inputs must be distinct letters among q, k, v, got {self.inputs!r}")
         nodes = self.receiver_nodes(n_layers=10**6)
@@ -161,17 +160,8 @@ class PathPatching:
                 bar.update()
         bar.close()
         values = torch.full((len(graph.edges),), torch.nan, dtype=torch.float64)
-        values[scored] = totals[scored] / len(data)
-        m = (sums / len(data)).tolist()
-        return Scores(
-            graph=graph,
-            level=Level.EDGE,
-            values=values.float(),
-            method=self.name,
-            baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
-            params=method_params(self),
-            seconds=time.perf_counter() - start,
-        )
+        values[scored] = totals[scored]
+        return summed_scores(self.name, method_params(self), graph, Level.EDGE, values, sums, len(data), metric, start)
 
     def _ablated_z(
         self, corrupt_z: Tensor, means: list[Tensor] | None, layer: int, clean_z: Tensor
