@@ -45,15 +45,15 @@ class Role(Enum):
 class RolePositions:
     """Token positions of each role, one row per example, padded with ``-1``."""
 
-    answer: Int[Tensor, "batch k"]
-    wrong: Int[Tensor, "batch k"]
-    candidates: Int[Tensor, "batch k"]
+    answer: Int[Tensor, "batch n_ans"]
+    wrong: Int[Tensor, "batch n_wrong"]
+    candidates: Int[Tensor, "batch n_cand"]
 
     def __post_init__(self) -> None:
         if len({self.answer.shape[0], self.wrong.shape[0], self.candidates.shape[0]}) != 1:
             raise ValueError("role positions need one row per example in every role")
 
-    def of(self, role: Role) -> Int[Tensor, "batch k"]:
+    def of(self, role: Role) -> Int[Tensor, "batch _"]:
         """The positions of ``role``."""
         return {Role.ANSWER: self.answer, Role.WRONG: self.wrong, Role.CANDIDATES: self.candidates}[role]
 
@@ -70,7 +70,7 @@ def role_mask(positions: Int[Tensor, "batch k"], n_keys: int) -> Bool[Tensor, "b
     return mask[:, :n_keys]
 
 
-def _split(answer: Int[Tensor, " batch"], candidates: Int[Tensor, "batch k"]) -> RolePositions:
+def _split(answer: Int[Tensor, " batch"], candidates: Int[Tensor, "batch n_cand"]) -> RolePositions:
     """Roles from the answer's position and every candidate's: the wrong ones are the others.
 
     Examples:
