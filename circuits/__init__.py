@@ -3,10 +3,11 @@
 Importing this package loads no model and changes no global setting.
 """
 
-from circuits.discovery import METHODS, Ablation, ActivationPatching, build_method
+from circuits.discovery import METHODS, Ablation, ActivationPatching, SAECodeEdges, SAECodes, SAEPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
 from circuits.evaluation import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.head_outputs import HeadOutputs, Pooling, head_outputs
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
@@ -29,12 +30,17 @@ __all__ = [
     "Evaluation",
     "Graph",
     "HeadGraph",
+    "HeadOutputs",
     "HeadgraphError",
     "Level",
     "ModelInfo",
     "ModelLoadError",
     "Node",
     "NodeKind",
+    "Pooling",
+    "SAECodeEdges",
+    "SAECodes",
+    "SAEPatching",
     "Scores",
     "TaskRun",
     "assert_circuit_matches",
@@ -43,6 +49,7 @@ __all__ = [
     "discover",
     "evaluate",
     "jaccard",
+    "head_outputs",
     "load_model",
     "model_info",
     "overlap_curve",

@@ -2,6 +2,7 @@
 
     headgraph discover --task ioi --model smollm2-135m --method activation-patching --n 64 --seed 0 --out out/ioi
     headgraph show out/ioi/circuit.json
+    headgraph evaluate out/ioi/circuit.json
 
 Each subcommand is a module of :mod:`circuits.commands` listed in :data:`COMMANDS`. Errors caused
 by the input (unknown names, bad numbers, a file that is not a circuit) are printed as one
@@ -22,6 +23,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS = [
     "circuits.commands.discover",
     "circuits.commands.show",
+    "circuits.commands.evaluate",
     "circuits.commands.compare",
     "circuits.commands.score",
     "circuits.commands.golden",

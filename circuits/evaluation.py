@@ -189,8 +189,14 @@ def _evaluated_nodes(graph: Graph, truth: Circuit) -> list[int]:
 def labels(scores: Scores, truth: Circuit, level: Level) -> tuple[Float[Tensor, " m"], Bool[Tensor, " m"], list[int]]:
     """The importance of the evaluated items, whether each is in ``truth``, and their indices.
 
-    Evaluated: scored (non-NaN) heads (and MLPs, see :func:`_evaluated_nodes`) at node level, scored
-    edges at edge level.
+    Evaluated at node level: the heads (and MLPs, see :func:`_evaluated_nodes`). Node-level scores
+    that leave a head unscored (NaN: e.g. off ``sae-patching``'s shortlist) rank it last, as
+    importance 0: the method did not pick it, so it is graded as not finding it rather than left
+    out (which would grade a shortlist only on what it chose, and leave no ground-truth head to
+    rank when it missed them all). A kind a method does not score at all (MLPs, for head-only
+    methods) is left out. For edge-level scores, node importance comes from outgoing
+    edges (:func:`importance`) and only nodes that send a scored edge are evaluated. At edge level,
+    the scored edges are evaluated.
 
     Raises:
         HeadgraphError: the graphs' shapes differ, or an edge evaluation of a truth without edges.
@@ -203,7 +209,12 @@ def labels(scores: Scores, truth: Circuit, level: Level) -> tuple[Float[Tensor, 
         )
     imp = importance(scores, level)
     if level is Level.NODE:
-        idx = [i for i in _evaluated_nodes(g, truth) if not math.isnan(float(imp[i]))]
+        idx = _evaluated_nodes(g, truth)
+        if scores.level is Level.NODE:  # unscored nodes rank last, unless their whole kind is unscored
+            scored_kinds = {g.nodes[i].kind for i in idx if not math.isnan(float(imp[i]))}
+            idx = [i for i in idx if g.nodes[i].kind in scored_kinds]
+            imp = imp.nan_to_num(0.0)
+        idx = [i for i in idx if not math.isnan(float(imp[i]))]
         lab = torch.tensor([g.nodes[i] in truth.nodes for i in idx], dtype=torch.bool)
     else:
         if not truth.edges:

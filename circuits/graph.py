@@ -7,9 +7,14 @@ so every method is evaluated by the same code. Node names: ``input``, ``L{layer}
 Edges run from every upstream component to every downstream one that reads the residual stream
 after it: a head at layer ``l`` reads what the input, the heads and MLPs of layers ``< l`` wrote; an
 MLP at layer ``l`` also reads layer ``l``'s heads; the logits read everything. With ``split_qkv``
-each head receiver has three inputs (q, k, v), as in ACDC and EAP. Under grouped-query attention
-the k and v inputs of query heads that share a key/value head are the same tensor; the graph keeps
-one edge per query head and methods attribute the shared input to each.
+each head receiver has three inputs (q, k, v), as in ACDC and EAP.
+
+Grouped-query attention: the query heads of one group read the same key and value input. The
+graph still has one k (and one v) edge per *query* head, and ``u -> L5H3<k>`` means the path from
+``u`` through query head 3's *use* of its group's keys: ablating it changes the keys query head 3
+attends with and leaves the group's other query heads alone (the edge methods compute keys and
+values per query head, :func:`circuits.model.receiver_inputs`). Gradient scores of the query heads
+of a group sum exactly to the score of the shared key/value input; nothing is averaged or copied.
 """
 
 from __future__ import annotations

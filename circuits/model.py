@@ -45,31 +45,43 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from circuits.errors import ModelLoadError
+from circuits.errors import HeadgraphError, ModelLoadError
 from circuits.graph import Graph
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "GEMMA_MODEL",
     "AttentionWeights",
+    "DEFAULT_MODEL",
     "EmbeddingWeights",
+    "GEMMA_MODEL",
+    "HeadWeights",
     "HookFn",
-    "OFFLINE_MODELS",
     "ModelInfo",
+    "OFFLINE_MODELS",
+    "ResumableRun",
+    "SharedPrefix",
     "attention_only_model",
     "attention_weights",
+    "attn_input_norm",
     "cache_dir",
+    "check_edge_support",
     "check_hooks",
     "embedding_weights",
+    "embeddings",
     "graph_of",
+    "head_weights",
     "hook_k",
+    "hook_k_input",
+    "hook_mlp_in",
     "hook_mlp_out",
     "hook_pattern",
     "hook_q",
+    "hook_q_input",
+    "hook_resid_mid",
     "hook_resid_pre",
     "hook_v",
+    "hook_v_input",
     "hook_z",
     "hub_reachable",
     "load_model",
@@ -77,11 +89,14 @@ __all__ = [
     "logits_at",
     "model_info",
     "prepare_model_",
-    "run_to_logits",
-    "run_with_cache",
-    "ResumableRun",
+    "receiver_inputs",
     "resumable_run",
     "resume_to_logits",
+    "resume_to_resid",
+    "run_after_prefix",
+    "run_to_logits",
+    "run_with_cache",
+    "shared_prefix",
     "text_tokenizer",
     "with_hooks",
 ]
@@ -133,6 +148,37 @@ def hook_resid_pre(layer: int) -> str:
 def hook_mlp_out(layer: int) -> str:
     """Output of block ``layer``'s MLP: ``[batch, pos, d_model]``."""
     return f"blocks.{layer}.hook_mlp_out"
+
+
+def hook_q_input(layer: int) -> str:
+    """Per-head query input (the residual stream before ``ln1``): ``[batch, pos, head, d_model]``.
+
+    Runs only inside :func:`receiver_inputs` with ``split_qkv=True``.
+    """
+    return f"blocks.{layer}.hook_q_input"
+
+
+def hook_k_input(layer: int) -> str:
+    """Per-head key input, one per *query* head inside :func:`receiver_inputs`: ``[batch, pos, head, d_model]``."""
+    return f"blocks.{layer}.hook_k_input"
+
+
+def hook_v_input(layer: int) -> str:
+    """Per-head value input, one per *query* head inside :func:`receiver_inputs`: ``[batch, pos, head, d_model]``."""
+    return f"blocks.{layer}.hook_v_input"
+
+
+def hook_mlp_in(layer: int) -> str:
+    """The MLP's own copy of its input (before ``ln2``): ``[batch, pos, d_model]``.
+
+    Runs only inside :func:`receiver_inputs`; changing it changes what the MLP reads and nothing else.
+    """
+    return f"blocks.{layer}.hook_mlp_in"
+
+
+def hook_resid_mid(layer: int) -> str:
+    """Residual stream between block ``layer``'s attention and its MLP: ``[batch, pos, d_model]``."""
+    return f"blocks.{layer}.hook_resid_mid"
 
 
 def check_hooks(model: HookedTransformer, names: list[str]) -> None:
@@ -302,6 +348,17 @@ def resume_to_logits(
     Rows are copy-major (row ``i·batch + j`` is copy ``i`` of example ``j``); ``pos`` counts from
     the start of the prompt.
     """
+    return logits_at(model, resume_to_resid(model, run, layer, copies, hooks), pos - run.prefix)
+
+
+def resume_to_resid(
+    model: HookedTransformer,
+    run: ResumableRun,
+    layer: int,
+    copies: int,
+    hooks: Sequence[tuple[str, HookFn]],
+) -> Float[Tensor, "rows pos d_model"]:
+    """The final residual stream (positions ``run.prefix…``) of ``copies`` copies of ``run`` resumed at ``layer``."""
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
 
     past = None
@@ -312,19 +369,184 @@ def resume_to_logits(
         ]
     pos_embed = run.pos_embed.repeat(copies, 1, 1) if run.pos_embed is not None else None
     with with_hooks(model, hooks):
-        resid = model(
+        resid: Tensor = model(
             run.resid_pre[layer].repeat(copies, 1, 1),
             start_at_layer=layer,
             stop_at_layer=model.cfg.n_layers,
             past_kv_cache=past,
             shortformer_pos_embed=pos_embed,
         )
-    return logits_at(model, resid, pos - run.prefix)
+    return resid
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """Keys and values of a batch's first ``length`` positions, identical in every run of the batch.
+
+    Runs whose inputs differ only at positions ``length…`` (clean, corrupt and interpolated
+    prompts that share their beginning; any edge ablation of them) compute only those positions
+    with :func:`run_after_prefix` and read the earlier positions' keys and values from here. Like
+    :class:`ResumableRun`, but starting at the embeddings, so they can be replaced, and usable in
+    runs that take gradients (built without gradients, read as constants). Keys follow the grouping
+    flags in force: build and use a prefix inside the same :func:`receiver_inputs` block.
+
+    Attributes:
+        length: shared positions.
+        keys: per layer, the keys at positions ``< length``.
+        values: per layer, the values at positions ``< length``.
+        pos_embed: shortformer positional embeddings at positions ``length…``, else None.
+    """
+
+    length: int
+    keys: list[Tensor]
+    values: list[Tensor]
+    pos_embed: Tensor | None
+
+
+def embeddings(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream entering block 0 (token, and where added there, position embeddings)."""
+    with torch.no_grad():
+        out: Tensor = model(tokens, stop_at_layer=0)
+    return out
+
+
+def shared_prefix(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], length: int) -> SharedPrefix:
+    """Run positions ``< length`` of ``tokens`` once (no gradients) and keep their keys and values."""
+    n = model.cfg.n_layers
+    keys: list[Tensor] = []
+    values: list[Tensor] = []
+    if length:
+        names = [h(layer) for layer in range(n) for h in (hook_k, hook_v)]
+        with torch.no_grad():
+            _, cache = run_with_cache(model, tokens[:, :length], names)
+        keys = [cache[hook_k(layer)] for layer in range(n)]
+        values = [cache[hook_v(layer)] for layer in range(n)]
+    pos_embed = None
+    if model.cfg.positional_embedding_type == "shortformer":
+        grabbed: dict[str, Tensor] = {}
+        with torch.no_grad(), with_hooks(model, [(HOOK_POS_EMBED, lambda out: grabbed.__setitem__("p", out))]):
+            model(tokens, stop_at_layer=0)
+        pos_embed = grabbed["p"][:, length:]
+    return SharedPrefix(length, keys, values, pos_embed)
+
+
+def run_after_prefix(
+    model: HookedTransformer,
+    resid: Float[Tensor, "rows suffix d_model"],
+    prefix: SharedPrefix,
+    hooks: Sequence[tuple[str, HookFn]] = (),
+) -> Float[Tensor, "rows suffix d_model"]:
+    """The final residual stream of positions ``prefix.length…`` given their embeddings ``resid``.
+
+    ``resid`` may hold several stacked copies of the prefix's batch (copy-major rows).
+    """
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
+
+    copies = resid.shape[0] // (prefix.keys[0].shape[0] if prefix.keys else resid.shape[0])
+    past = None
+    if prefix.length:
+        past = [
+            Entry(k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1), frozen=True)
+            for k, v in zip(prefix.keys, prefix.values, strict=True)
+        ]
+    pos_embed = None if prefix.pos_embed is None else prefix.pos_embed.repeat(copies, 1, 1)
+    with with_hooks(model, hooks):
+        out: Tensor = model(
+            resid,
+            start_at_layer=0,
+            stop_at_layer=model.cfg.n_layers,
+            past_kv_cache=past,
+            shortformer_pos_embed=pos_embed,
+        )
+    return out
 
 
 def graph_of(model: HookedTransformer) -> Graph:
     """The candidate graph of ``model``'s shape."""
     return Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)
+
+
+# --------------------------------------------------------------------------------------------
+# Edge-level access: every receiver's own input, per-query-head weights.
+
+
+def check_edge_support(model: HookedTransformer) -> None:
+    """Raise :class:`HeadgraphError` when ``model``'s components do not add up in the residual stream.
+
+    Edge methods read each component's output as one term of the sum that every later component
+    reads. That fails when attention and MLP read the same residual (parallel blocks, GPT-J/NeoX:
+    the graph would give the MLP edges from its own layer's heads) and when head outputs are
+    normalized after being summed (Gemma 2/3's post-attention norm, OLMo 2's post-norm).
+    """
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+    cfg = model.cfg
+    problems = []
+    if cfg.parallel_attn_mlp:
+        problems.append("its attention and MLP read the same residual stream (parallel blocks)")
+    if cfg.use_normalization_before_and_after or cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        problems.append("its head outputs are normalized after they are summed")
+    if problems:
+        raise HeadgraphError(
+            f"edge-level methods do not support model {cfg.model_name!r}: {'; '.join(problems)}. "
+            "Node-level methods (activation-patching, attribution-patching) work on it"
+        )
+
+
+@contextmanager
+def receiver_inputs(model: HookedTransformer, *, split_qkv: bool, ungroup: bool = True) -> Iterator[HookedTransformer]:
+    """Give receivers of the edge graph their own inputs for the duration of the block.
+
+    Sets these TransformerLens flags and restores them on exit, also on error:
+
+    * ``ungroup_grouped_query_attention`` (grouped-query models, unless ``ungroup`` is False): keys
+      and values are computed per *query* head from the key/value weights of its group, so
+      :func:`hook_k` and :func:`hook_v` are ``[batch, pos, head, d_head]`` and one query head's key
+      input may differ from its group's.
+      With unchanged inputs the outputs are unchanged (the same weights, repeated).
+    * ``use_hook_mlp_in``: :func:`hook_mlp_in` runs (not on attention-only models).
+    * ``use_split_qkv_input`` when ``split_qkv``: :func:`hook_q_input`, :func:`hook_k_input` and
+      :func:`hook_v_input` run, one copy of the residual stream per head and input. This costs
+      memory and time: use it only where inputs must differ per head (edge ablation).
+    """
+    cfg = model.cfg
+    saved = (cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention)
+    try:
+        cfg.use_split_qkv_input = split_qkv
+        cfg.use_hook_mlp_in = not cfg.attn_only
+        cfg.ungroup_grouped_query_attention = ungroup and cfg.n_key_value_heads is not None
+        yield model
+    finally:
+        cfg.use_split_qkv_input, cfg.use_hook_mlp_in, cfg.ungroup_grouped_query_attention = saved
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """One attention layer's weights per query head (key/value weights repeated over each group).
+
+    Attributes:
+        W_Q: query weights.
+        W_K: key weights of each query head's key/value group.
+        W_V: value weights of each query head's key/value group.
+        W_O: output weights (a head's output in the residual stream is ``z @ W_O``).
+    """
+
+    W_Q: Float[Tensor, "head d_model d_head"]
+    W_K: Float[Tensor, "head d_model d_head"]
+    W_V: Float[Tensor, "head d_model d_head"]
+    W_O: Float[Tensor, "head d_head d_model"]
+
+
+def head_weights(model: HookedTransformer, layer: int) -> HeadWeights:
+    """The weights of layer ``layer``'s heads, one slice per query head."""
+    attn = model.blocks[layer].attn
+    return HeadWeights(attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach())
+
+
+def attn_input_norm(model: HookedTransformer, layer: int) -> Callable[[Tensor], Tensor]:
+    """The normalization block ``layer`` applies to the residual stream before its q/k/v projections."""
+    norm: Callable[[Tensor], Tensor] = model.blocks[layer].ln1
+    return norm
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@ from typing import Any
 
 from transformer_lens import HookedTransformer
 
+from circuits import selection
 from circuits.discovery.base import DiscoveryMethod
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info, text_tokenizer
+from circuits.scores import Level
 from tasks import PromptPairDataset, Task
 
 __all__ = ["discover", "task_settings"]
@@ -58,4 +60,5 @@ def discover(
         settings=task_settings(task),
         dropped=dict(data.dropped),
     )
-    return HeadGraph(model_info(model), run, scores, scores.top_k(top_k))
+    circuit = selection.top_k(scores, top_k) if scores.level is Level.EDGE else scores.top_k(top_k)  # edges: pruned
+    return HeadGraph(model_info(model), run, scores, circuit)

@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 
 from circuits.graph import Node, NodeKind
 from circuits.headgraph import HeadGraph
-from circuits.scores import Level
 
 __all__ = ["draw_circuit", "draw_head_heatmap", "plot_headgraph"]
 
@@ -32,7 +31,8 @@ def _limit(values: list[float]) -> float:
 
 def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
     """Layer × head heatmap of normalized node scores; the top ``annotate`` heads carry their rank."""
-    m = hg.scores.head_matrix(normalized=True)  # (layer, head)
+    nodes = hg.scores.to_nodes()  # edge scores: summed over each head's outgoing edges
+    m = nodes.head_matrix(normalized=True)  # (layer, head)
     lim = _limit(m.flatten().tolist())
     image = ax.imshow(
         m.numpy(), cmap=CMAP, norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto", origin="lower", interpolation="nearest"
@@ -42,7 +42,7 @@ def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
     ax.set_xticks(range(hg.scores.graph.n_heads))
     step = max(1, hg.scores.graph.n_layers // 15)
     ax.set_yticks(range(0, hg.scores.graph.n_layers, step))
-    heads = [n for n, _ in hg.scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
+    heads = [n for n, _ in nodes.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
     for rank, node in enumerate(heads, 1):
         dark = abs(float(m[node.layer, node.head or 0])) > 0.6 * lim
         ax.text(float(node.head or 0), node.layer, str(rank), ha="center", va="center", fontsize=7,
@@ -58,9 +58,9 @@ def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
     (from the input, to the logits) in light grey, and the caption says so.
     """
     graph, circuit = hg.scores.graph, hg.circuit
-    norm = hg.scores.normalized.tolist()
-    items = hg.scores.items
-    score_of = {node: norm[i] for i, node in enumerate(items)} if hg.scores.level is Level.NODE else {}
+    node_scores = hg.scores.to_nodes()
+    norm = node_scores.normalized.tolist()
+    score_of = {node: norm[i] for i, node in enumerate(node_scores.items)}
     inp, out = Node(NodeKind.INPUT, -1), Node(NodeKind.LOGITS, graph.n_layers)
     inner = sorted((n for n in circuit.nodes if n.kind in (NodeKind.HEAD, NodeKind.MLP)), key=Node.sort_key)
     g = nx.DiGraph()

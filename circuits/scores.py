@@ -119,6 +119,27 @@ class Scores:
         chosen = [self.items[i] for i in self.order()[:k]]
         return Circuit.from_items(self.graph, chosen, {"rule": "top_k", "k": k})
 
+    def to_nodes(self) -> Scores:
+        """Node-level view: each node's value is the sum of its scored outgoing edges' values.
+
+        For gradient methods (EAP, EAP-IG) this is exactly the node's attribution score: a node's
+        output reaches each receiver additively, so its gradient is the sum of theirs. For exact
+        edge scores it is the additive (first-order) view of the node's effect. Nodes without a
+        scored outgoing edge (the logits) are NaN; node-level scores are returned unchanged.
+        """
+        if self.level is Level.NODE:
+            return self
+        g = self.graph
+        src = torch.tensor([g.node_index(e.src) for e in g.edges])
+        scored = ~torch.isnan(self.values)
+        sums = torch.zeros(len(g.nodes), dtype=torch.float64).index_add_(0, src[scored], self.values[scored].double())
+        has = torch.zeros(len(g.nodes), dtype=torch.bool)
+        has[src[scored]] = True
+        values = torch.where(has, sums, torch.full_like(sums, torch.nan)).to(self.values.dtype)
+        return Scores(
+            g, Level.NODE, values, self.method, self.baseline, {**self.params, "from_edges": True}, self.seconds
+        )
+
     def threshold(self, t: float) -> Circuit:
         """Items whose ``|normalized value|`` is at least ``t``."""
         norm = self.normalized.tolist()

@@ -5,26 +5,57 @@ from __future__ import annotations
 import pytest
 
 from circuits.discovery import METHODS
-from circuits.groundtruth.benchmark import default_suite, format_results, score_methods
+from circuits.groundtruth.benchmark import MethodResult, default_suite, format_results, score_methods
 
-EXACT_METHODS = {"activation-patching"}
-"""Methods that compute exact effects: they must rank the planted circuit perfectly (AUC 1)."""
+EXACT_METHODS = {"activation-patching", "sae-patching"}
+"""Methods that compute exact effects on what they score: they must rank the planted circuit
+perfectly (AUC 1). ``sae-patching`` patches its whole shortlist, which covers every head of these
+small models."""
+
+CORRELATIONAL_METHODS = {
+    "sae-codes": "measured node AUC 0.17-0.50 on the four planted models (n_pairs 8 and 16)",
+    "sae-code-edges": "measured node AUC 0.00-0.32, edge AUC 0.11-0.49 on the four planted models (n_pairs 8 and 16)",
+}
+"""Methods that count where the discrete SAE codes change between clean and corrupt. On the planted
+models the inert distractor heads read the changed tokens too, so their codes change at least as
+often as the circuit's: counting change is not measuring effect, and these methods rank the planted
+circuit below chance. The test holds them to the chance bound as a strict xfail: it fails the day
+they beat chance, so the README's claim gets revisited."""
 
 CHANCE = 0.5
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_method_on_planted_models(name: str) -> None:
-    results = score_methods([name], default_suite(), n_pairs=8)
+def _check_ranges(name: str, results: list[MethodResult]) -> None:
     assert len(results) == len(default_suite())
     for r in results:
         assert not r.error, f"{name} failed on {r.planted}: {r.error}"
         assert 0.0 <= r.node_auc_pessimistic <= r.node_auc + 1e-12 <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=CORRELATIONAL_METHODS[n]))
+        if n in CORRELATIONAL_METHODS
+        else n
+        for n in METHODS.names()
+    ],
+)
+def test_method_on_planted_models(name: str) -> None:
+    results = score_methods([name], default_suite(), n_pairs=8)
+    _check_ranges(name, results)
+    for r in results:
         if name in EXACT_METHODS:
             assert r.node_auc == r.node_auc_pessimistic == 1.0, r
             assert r.edge_auc != r.edge_auc or r.edge_auc == 1.0, r  # NaN for node-level methods
         else:  # approximate methods may tie upstream heads with the inert distractors, never rank them below
             assert r.node_auc >= CHANCE, r
+
+
+@pytest.mark.parametrize("name", sorted(CORRELATIONAL_METHODS))
+def test_correlational_methods_run_on_planted_models(name: str) -> None:
+    """The part of the contract the SAE-count methods do meet: they run and give valid AUCs."""
+    _check_ranges(name, score_methods([name], default_suite(), n_pairs=8))
 
 
 def test_table_lists_every_method_and_model() -> None:

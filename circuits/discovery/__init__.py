@@ -1,16 +1,55 @@
-"""Discovery methods: each scores a model's candidate graph for a task (see :mod:`.base`)."""
+"""Discovery methods: each scores a model's candidate graph for a task (see :mod:`.base`).
+
+Node level: ``activation-patching`` (exact), ``attribution-patching`` (its gradient estimate).
+Edge level: ``edge-patching`` (exact), ``eap``, ``eap-ig`` (gradient estimates, full graph),
+``path-patching`` (Wang et al., chosen receivers).
+Discrete SAE codes: ``sae-codes`` (nodes), ``sae-code-edges`` (edges), ``sae-patching`` (SAE shortlist,
+then exact patching).
+"""
 
 from circuits.discovery.activation_patching import ActivationPatching, Components, PatchPositions
+from circuits.discovery.attribution_patching import AttributionPatching
 from circuits.discovery.base import METHODS, Ablation, DiscoveryMethod, baseline, build_method, method_params
+from circuits.discovery.eap import EAP, EAPIG
+from circuits.discovery.edge_patching import EdgePatching
+from circuits.discovery.path_patching import PathPatching
+from circuits.discovery.sae_codes import (
+    CodeRun,
+    NodeScore,
+    PairOutputs,
+    Positives,
+    SAECodeEdges,
+    SAECodes,
+    SAECodeSettings,
+    code_run,
+    pair_outputs,
+)
+from circuits.discovery.sae_patching import SAEPatching, ShortlistBy
 
 __all__ = [
-    "METHODS",
     "Ablation",
     "ActivationPatching",
+    "AttributionPatching",
+    "CodeRun",
     "Components",
     "DiscoveryMethod",
+    "EAP",
+    "EAPIG",
+    "EdgePatching",
+    "METHODS",
+    "NodeScore",
+    "PairOutputs",
     "PatchPositions",
+    "PathPatching",
+    "Positives",
+    "SAECodeEdges",
+    "SAECodeSettings",
+    "SAECodes",
+    "SAEPatching",
+    "ShortlistBy",
     "baseline",
     "build_method",
+    "code_run",
     "method_params",
+    "pair_outputs",
 ]

@@ -75,6 +75,9 @@ class ActivationPatching:
         components: heads only, or heads and MLPs.
         batch_size: prompts per patched forward (before stacking variants).
         max_rows: most rows (variants × prompts) in one forward; bounds memory.
+        heads: patch only these heads (node names such as ``"L3H4"``; every head when None); the
+            others hold NaN. Layers without a chosen head are not run, so a short list costs
+            little (MLPs, when patched, are all patched).
     """
 
     name: ClassVar[str] = "activation-patching"
@@ -84,9 +87,14 @@ class ActivationPatching:
     components: Components = Components.HEADS
     batch_size: int = 32
     max_rows: int = 288
+    heads: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size, max_rows=self.max_rows)
+        if self.heads is not None:
+            nodes = [Node.parse(h) for h in self.heads]
+            if any(n.head is None for n in nodes) or len(set(nodes)) != len(nodes):
+                raise HeadgraphError(f"heads must be distinct head names like 'L3H4', got {list(self.heads)}")
         for field, enum in (("positions", PatchPositions), ("ablation", Ablation), ("components", Components)):
             if not isinstance(getattr(self, field), enum):
                 raise HeadgraphError(f"{field} must be a {enum.__name__}, got {getattr(self, field)!r}")
@@ -103,13 +111,24 @@ class ActivationPatching:
         if with_mlps:
             variants.append(Node.of_mlp(0))
         means = self._means(model, data, with_mlps) if self.ablation is Ablation.MEAN else {}
+        chosen = None if self.heads is None else {Node.parse(h) for h in self.heads}
+        if chosen is not None and (bad := sorted(str(n) for n in chosen if n not in graph.heads)):
+            raise HeadgraphError(f"heads {bad} are not in a {graph.n_layers}×{graph.n_heads} model")
+        patched = {  # per layer, the variants this run patches
+            layer: [
+                node
+                for node in (Node(v.kind, layer, v.head) for v in variants)
+                if chosen is None or node.head is None or node in chosen
+            ]
+            for layer in range(n_layers)
+        }
 
         totals = torch.zeros(len(graph.nodes), dtype=torch.float64)
         sums = torch.zeros(4, dtype=torch.float64)  # clean metric, corrupt metric, clean acc, corrupt acc
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(
-            total=n_batches * n_layers * (n_layers + 1) // 2,
+            total=n_batches * sum(n_layers - layer for layer in range(n_layers) if patched[layer]),
             desc=f"activation patching ({len(data)} pairs)",
             unit="layer-pass",
             disable=not progress,
@@ -132,7 +151,9 @@ class ActivationPatching:
             corrupt = {name: act[:, run.prefix :] for name, act in corrupt.items()}
             k = max(1, self.max_rows // b)
             for layer in range(n_layers):
-                layer_variants = [Node(v.kind, layer, v.head) for v in variants]
+                layer_variants = patched[layer]
+                if not layer_variants:
+                    continue
                 for i in range(0, len(layer_variants), k):
                     chunk = layer_variants[i : i + k]
                     hooks = self._hooks(chunk, layer, b, pos - run.prefix, corrupt, means, with_mlps)
@@ -144,7 +165,7 @@ class ActivationPatching:
         bar.close()
 
         values = torch.full((len(graph.nodes),), torch.nan, dtype=torch.float64)
-        scored = [graph.node_index(Node(v.kind, layer, v.head)) for layer in range(n_layers) for v in variants]
+        scored = [graph.node_index(node) for layer in range(n_layers) for node in patched[layer]]
         values[scored] = totals[scored] / len(data)
         m = (sums / len(data)).tolist()
         return Scores(

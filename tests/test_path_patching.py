@@ -1,0 +1,111 @@
+"""Path patching: equals exact edge patching when MLPs are frozen, and Wang et al.'s two steps otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer
+
+from circuits.discovery import EdgePatching, PathPatching
+from circuits.errors import HeadgraphError
+from circuits.graph import QKV, Edge, Node, NodeKind
+from circuits.model import (
+    HookFn,
+    hook_q_input,
+    hook_resid_pre,
+    hook_z,
+    logits_at,
+    receiver_inputs,
+    run_with_cache,
+    with_hooks,
+)
+from tasks import LogitDiff, PromptPairDataset
+from tests.conftest import TinyFactory, random_dataset
+
+METRIC = LogitDiff()
+ATOL = 1e-5
+MODELS = {
+    "mha-ln": {},
+    "gqa-rms-rotary": {"n_key_value_heads": 2, "positional_embedding_type": "rotary", "normalization_type": "RMS"},
+    "attn-only-shortformer": {"attn_only": True, "positional_embedding_type": "shortformer"},
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_with_frozen_mlps_it_is_exact_edge_patching(tiny_model: TinyFactory, name: str) -> None:
+    model = tiny_model(**MODELS[name])
+    data = random_dataset(n=5, length=7, lengths=[7, 6, 7, 5, 7], diff_from=3)
+    receivers = "logits,L2H1,L1H3" + ("" if model.cfg.attn_only else ",MLP1")
+    path = PathPatching(receivers=receivers, freeze_mlps=True, max_rows=12)(model, data, METRIC, progress=False)
+    exact = EdgePatching()(model, data, METRIC, progress=False)
+    scored = ~torch.isnan(path.values)
+    heads_into_receivers = [
+        i for i, e in enumerate(path.graph.edges) if e.src.kind is NodeKind.HEAD and str(e.dst) in receivers.split(",")
+    ]
+    assert scored.nonzero().flatten().tolist() == heads_into_receivers
+    torch.testing.assert_close(path.values[scored], exact.values[scored], atol=ATOL, rtol=0)
+
+
+def test_with_recomputed_mlps_it_follows_wang_et_al(tiny_model: TinyFactory) -> None:
+    """Step 1 (sender patched, other heads frozen, MLPs recomputed), step 2 (receiver's q input
+    patched), written with plain hooks, one sender at a time."""
+    model = tiny_model()
+    data = random_dataset(n=4, length=6, diff_from=2)
+    path = PathPatching(receivers="L2H0,logits", inputs="q")(model, data, METRIC, progress=False)
+    for sender in (Node.of_head(0, 1), Node.of_head(1, 2)):
+        for receiver in (Node.of_head(2, 0), Node(NodeKind.LOGITS, 3)):
+            qkv = QKV.Q if receiver.kind is NodeKind.HEAD else None
+            got = float(path.values[path.graph.edge_index(Edge(sender, receiver, qkv))])
+            assert got == pytest.approx(_two_steps(model, data, sender, receiver), abs=ATOL)
+
+
+def _two_steps(model: HookedTransformer, data: PromptPairDataset, sender: Node, receiver: Node) -> float:
+    n = model.cfg.n_layers
+    names = [hook_z(layer) for layer in range(n)] + [hook_resid_pre(layer) for layer in range(n)]
+    with torch.no_grad():
+        clean_resid, clean = run_with_cache(model, data.clean, names)
+        _, corrupt = run_with_cache(model, data.corrupt, names)
+        m_clean = METRIC(logits_at(model, clean_resid, data.answer_pos), data.targets)
+
+        def freeze(layer: int) -> HookFn:
+            def hook(z: torch.Tensor) -> torch.Tensor:
+                z = clean[hook_z(layer)].clone()
+                if layer == sender.layer:
+                    z[:, :, sender.head] = corrupt[hook_z(layer)][:, :, sender.head]
+                return z
+
+            return hook
+
+        seen: dict[str, torch.Tensor] = {}
+        hooks = [(hook_z(layer), freeze(layer)) for layer in range(n)]
+        if receiver.kind is NodeKind.HEAD:
+            hooks.append((hook_resid_pre(receiver.layer), lambda x: seen.__setitem__("x", x.clone())))
+        with with_hooks(model, hooks):
+            step_one = model(data.clean, stop_at_layer=n)
+        if receiver.kind is NodeKind.LOGITS:
+            patched = METRIC(logits_at(model, step_one, data.answer_pos), data.targets)
+        else:
+
+            def patch_q(x: torch.Tensor) -> torch.Tensor:
+                x = x.clone()
+                x[:, :, receiver.head] = seen["x"]
+                return x
+
+            with receiver_inputs(model, split_qkv=True), with_hooks(model, [(hook_q_input(receiver.layer), patch_q)]):
+                resid = model(data.clean, stop_at_layer=n)
+            patched = METRIC(logits_at(model, resid, data.answer_pos), data.targets)
+    return float((patched - m_clean).mean())
+
+
+def test_unknown_receiver_raises_at_call(tiny_model: TinyFactory) -> None:
+    with pytest.raises(HeadgraphError, match="not in"):
+        PathPatching(receivers="L7H0")(tiny_model(), random_dataset(n=2), METRIC, progress=False)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"inputs": "qx"}, {"inputs": ""}, {"inputs": "qq"}, {"receivers": ""}, {"receivers": "input"},
+            {"receivers": "L1X2"}, {"batch_size": 0}, {"ablation": "resample"}]
+)  # fmt: skip
+def test_bad_settings_raise(bad: dict[str, object]) -> None:
+    with pytest.raises((HeadgraphError, TypeError)):
+        PathPatching(**bad)  # type: ignore[arg-type]
