@@ -23,8 +23,8 @@ from circuits.repair import (
     require_roles,
     role_positions,
 )
-from circuits.repair.workflow import Trial, _draw_controls, _select
 from circuits.repair.edits import Outcome
+from circuits.repair.workflow import Trial, _draw_controls, _select
 from tasks import IOI, MCQA, ColoredObjects, LogitDiff, PromptPairDataset, TextTokenizer, UnknownNameError
 from tests.conftest import TinyFactory, random_dataset
 
@@ -37,7 +37,11 @@ def _ioi_like(n: int = 6) -> PromptPairDataset:
     """Random tokens with IOI-style named positions and unequal lengths (answer positions 6, 7, 8...)."""
     lengths = [7 + i % 3 for i in range(n)]
     data = random_dataset(n=n, length=9, lengths=lengths, diff_from=4)
-    positions = {"IO": torch.tensor([1] * n), "S1": torch.tensor([2] * n), "S2": torch.tensor([4 + i % 2 for i in range(n)])}
+    positions = {
+        "IO": torch.tensor([1] * n),
+        "S1": torch.tensor([2] * n),
+        "S2": torch.tensor([4 + i % 2 for i in range(n)]),
+    }
     return dataclasses.replace(data, task="ioi", positions=positions)
 
 
@@ -90,8 +94,9 @@ def test_an_edited_query_before_the_resumed_positions_is_an_error(tiny_model: Ti
     data = _ioi_like()
     run = resumable_run(model, data.clean, int(data.answer_pos.min()), [])
     early = torch.full((len(data),), 1)
-    with pytest.raises(HeadgraphError, match="before the positions"), intervene(
-        model, ForceAttention(1, 0, early, torch.zeros(len(data), 1, dtype=torch.long))
+    with (
+        pytest.raises(HeadgraphError, match="before the positions"),
+        intervene(model, ForceAttention(1, 0, early, torch.zeros(len(data), 1, dtype=torch.long))),
     ):
         resume_to_logits(model, run, 1, 1, data.answer_pos, [])
 
@@ -208,7 +213,9 @@ def test_control_draws_use_other_heads_of_the_same_layers() -> None:
 
 def test_selection_prefers_the_smaller_edit_unless_a_larger_one_is_better() -> None:
     def trial(k: int, metric: float) -> Trial:
-        return Trial(HeadEdit(tuple(Node.of_head(0, h) for h in range(k)), EditKind.FORCE), Outcome(4, metric, 0.0, 0.0))
+        return Trial(
+            HeadEdit(tuple(Node.of_head(0, h) for h in range(k)), EditKind.FORCE), Outcome(4, metric, 0.0, 0.0)
+        )
 
     assert _select([trial(1, 2.0), trial(2, 2.0), trial(3, 1.0)]).edit.heads == (Node.of_head(0, 0),)
     assert len(_select([trial(1, 2.0), trial(2, 2.5), trial(3, 2.5)]).edit.heads) == 2
