@@ -15,12 +15,15 @@ carry it the other way:
   heads ranked by misdirection, ``k = 1 … 4``, forced onto the wrong candidates. Not a selection:
   every ``k`` is reported on the held-out prompts.
 
-Prints a markdown table (and writes it to ``--out``).
+Also counts the top token over the whole vocabulary before and after the chosen edit (why the
+vocabulary accuracy can stay put while the candidate accuracy rises). Prints markdown (and writes
+it to ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import time
@@ -29,8 +32,9 @@ from pathlib import Path
 import torch
 
 from circuits.graph import Node
-from circuits.model import load_model, text_tokenizer
-from circuits.repair import EditKind, HeadEdit, Role, evaluate_edits
+from circuits.interventions import intervene
+from circuits.model import load_model, run_to_logits, text_tokenizer
+from circuits.repair import EditKind, HeadEdit, Role, evaluate_edits, role_positions
 from tasks import get_task
 
 
@@ -57,9 +61,10 @@ def main() -> None:
     start = time.perf_counter()
     model = load_model(stored["model"], progress=False)
     target = get_task(stored["target"]).dataset(text_tokenizer(model), n, seed=seed)
+    oracle = HeadEdit(chosen, EditKind.FORCE, Role.WRONG)
     edits: list[HeadEdit | None] = [
         None,
-        HeadEdit(chosen, EditKind.FORCE, Role.WRONG),
+        oracle,
         HeadEdit(chosen, EditKind.FORCE, Role.CANDIDATES),
         HeadEdit(chosen, EditKind.FORCE, Role.ANSWER),
         HeadEdit(chosen, EditKind.ABLATE),
@@ -68,6 +73,15 @@ def main() -> None:
         HeadEdit(tuple(shared_ranked[:k]), EditKind.FORCE, Role.WRONG) for k in range(1, min(4, len(shared_ranked)) + 1)
     ]
     outcomes = evaluate_edits(model, target, edits, batch_size=stored["config"]["batch_size"], progress=True)
+    with torch.inference_mode():
+        top_before = run_to_logits(model, target.clean, target.answer_pos).argmax(-1)
+        with intervene(model, *oracle.interventions(target, role_positions(target), {})):
+            top_after = run_to_logits(model, target.clean, target.answer_pos).argmax(-1)
+    tok = text_tokenizer(model)
+    tops = {
+        w: collections.Counter(tok.decode(int(t)) for t in ts)
+        for w, ts in (("before", top_before), ("after", top_after))
+    }
     seconds = time.perf_counter() - start
 
     notes = ["model as it is", "the stored run's chosen edit (oracle: told the wrong colours)",
@@ -87,6 +101,8 @@ def main() -> None:
     for edit, note, o in zip(edits, notes, outcomes, strict=True):
         label = "none (before)" if edit is None else edit.label
         lines.append(f"| {label} | {note} | {o.metric:+.3f} | {o.accuracy:.1%} | {o.candidate_accuracy:.1%} |")
+    lines += ["", f"Top token over the vocabulary (counts of {n} prompts), before and after {oracle.label}:", ""]
+    lines += [f"* {w}: " + ", ".join(f"`{t!r}` {c}" for t, c in cnt.most_common(8)) for w, cnt in tops.items()]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text, encoding="utf-8")
