@@ -29,6 +29,7 @@ COMMANDS = [
     "circuits.commands.golden",
     "circuits.commands.regress",
     "circuits.commands.tasks_report",
+    "circuits.commands.repair",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

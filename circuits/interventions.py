@@ -63,7 +63,7 @@ def _check_head(model: HookedTransformer, layer: int, head: int) -> None:
 
 @dataclass(frozen=True)
 class AblateHead:
-    """Replace head ``(layer, head)``'s output at every position.
+    """Replace head ``(layer, head)``'s output at every position, or at one position per example.
 
     Attributes:
         layer: the head's layer.
@@ -71,18 +71,24 @@ class AblateHead:
         ablation: ZERO needs no reference; MEAN takes ``reference`` of shape ``[d_head]``; RESAMPLE
             takes ``reference`` of shape ``[batch, pos, d_head]`` (the head's ``hook_z`` on other inputs).
         reference: the replacement value (see ``ablation``).
+        positions: when given ``[batch]``, only this position of each example is replaced, counted
+            along the positions the hook sees: absolute in a full forward pass, minus
+            ``run.prefix`` in a pass resumed by :func:`circuits.model.resume_to_logits`.
     """
 
     layer: int
     head: int
     ablation: Ablation = Ablation.ZERO
     reference: Tensor | None = None
+    positions: Int[Tensor, " batch"] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.ablation, Ablation):
             raise HeadgraphError(f"ablation must be an Ablation, got {self.ablation!r}")
         needs = {Ablation.ZERO: None, Ablation.MEAN: 1, Ablation.RESAMPLE: 3}[self.ablation]
         got = None if self.reference is None else self.reference.ndim
+        if self.positions is not None and self.positions.ndim != 1:
+            raise HeadgraphError(f"positions must have one entry per example, got shape {tuple(self.positions.shape)}")
         if got != needs:
             raise HeadgraphError(
                 f"{self.ablation.value} ablation needs a reference with {needs} dimensions, got {got}"
@@ -95,11 +101,13 @@ class AblateHead:
 
         def fn(z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
             z = z.clone()
-            if self.reference is None:
-                z[:, :, self.head] = 0.0
-            else:
-                ref = self.reference.to(z)
+            ref = torch.zeros(z.shape[-1]).to(z) if self.reference is None else self.reference.to(z)
+            if self.positions is None:
                 z[:, :, self.head] = ref if ref.ndim == 1 else ref[:, : z.shape[1]]
+            else:
+                rows = torch.arange(z.shape[0], device=z.device)
+                pos = self.positions.to(z.device)
+                z[rows, pos, self.head] = ref if ref.ndim == 1 else ref[rows, pos]
             return z
 
         return [(hook_z(self.layer), fn)]
@@ -150,6 +158,18 @@ class SteerHead:
         return [(hook_z(self.layer), fn)]
 
 
+def _query_rows(query_pos: Int[Tensor, " batch"], pattern: Tensor) -> Tensor:
+    """Row of each example's (absolute) query position in ``pattern`` ``[batch, head, q, k]``.
+
+    A forward pass that resumes from a key/value cache (:func:`circuits.model.resume_to_logits`)
+    computes only the last ``q`` of ``k`` positions, so absolute position ``p`` is row ``p - (k - q)``.
+    """
+    rows = query_pos.to(pattern.device) - (pattern.shape[-1] - pattern.shape[-2])
+    if bool((rows < 0).any()):
+        raise HeadgraphError("an edited query position lies before the positions this forward pass computes")
+    return rows
+
+
 def _key_mask(key_pos: Int[Tensor, "batch k"], n_keys: int) -> Tensor:
     """Boolean ``[batch, n_keys]`` marking the listed key positions (``-1`` entries are padding)."""
     mask = torch.zeros(key_pos.shape[0], n_keys + 1, dtype=torch.bool, device=key_pos.device)
@@ -164,6 +184,8 @@ class ForceAttention:
     Attributes:
         query_pos: the query position per example ``[batch]`` (e.g. the answer position).
         key_pos: the key positions per example ``[batch, k]``; ``-1`` pads rows with fewer keys.
+
+    Positions are absolute, also in a pass resumed from a key/value cache.
     """
 
     layer: int
@@ -186,7 +208,7 @@ class ForceAttention:
             pattern = pattern.clone()
             rows = torch.arange(pattern.shape[0], device=pattern.device)
             mask = _key_mask(self.key_pos.to(pattern.device), pattern.shape[-1]).to(pattern.dtype)
-            pattern[rows, self.head, self.query_pos.to(pattern.device)] = mask / mask.sum(-1, keepdim=True)
+            pattern[rows, self.head, _query_rows(self.query_pos, pattern)] = mask / mask.sum(-1, keepdim=True)
             return pattern
 
         return [(hook_pattern(self.layer), fn)]
@@ -201,6 +223,8 @@ class ScaleAttention:
         gamma: the factor; 1 leaves the pattern unchanged, 0 removes the keys' share (a row whose
             whole mass is on the keys has nothing to renormalise to and is left unchanged).
         query_pos: when given ``[batch]``, only that query row is edited; else every row.
+
+    Positions are absolute, also in a pass resumed from a key/value cache.
     """
 
     layer: int
@@ -227,7 +251,7 @@ class ScaleAttention:
                 pattern[:, self.head] = scaled
             else:
                 rows = torch.arange(a.shape[0], device=a.device)
-                q = self.query_pos.to(a.device)
+                q = _query_rows(self.query_pos, pattern)
                 pattern[rows, self.head, q] = scaled[rows, q]
             return pattern
 

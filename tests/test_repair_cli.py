@@ -1,0 +1,49 @@
+"""``headgraph repair``: bad input is one line (and fails before any model loads)."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuits.cli import main
+
+
+def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("headgraph: error: ")
+    assert "\n" not in err and "Traceback" not in err
+    assert "loading" not in captured.out  # rejected before the model loads
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source", "nope"], "unknown task 'nope'; valid tasks: arithmetic, colored-objects"),
+        (["--target", "arithmetic"], "unknown repair task 'arithmetic'; valid repair tasks: colored-objects, ioi"),
+        (["--source", "greater-than"], "unknown repair task 'greater-than'"),
+        (["--collateral", "nope"], "unknown task 'nope'"),
+        (["--source", "ioi", "--target", "ioi"], "--source and --target must be different tasks"),
+        (["--n", "0"], "--n must be a positive number of prompt pairs"),
+        (["--candidates", "all"], "--candidates must be one of source, shared, got 'all'"),
+        (["--fraction", "2"], "fraction must be in (0, 1]"),
+        (["--max-heads", "0"], "max_heads must be a positive integer"),
+        (["--controls", "-1"], "controls must be a positive integer"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--model", "not-a-model", "--n", "2"], "unknown model 'not-a-model'"),
+    ],
+)
+def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    if "--model" in argv:  # model names are checked by the loader, after the cheap checks
+        assert main(["repair", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("headgraph: error: ") and message in err and "\n" not in err
+        return
+    assert message in _error_line(capsys, ["repair", *argv])
+
+
+def test_repair_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "repair" in capsys.readouterr().out
