@@ -13,7 +13,11 @@ what they write; :data:`RULES` turns each class into a test on signals measured 
   little direct effect, but ablating it lowers the logit difference;
 * **induction** (§3.3): attends from S2 to the token after S1 (S1+1);
 * **duplicate token** (§3.3): attends from S2 to S1;
-* **previous token** (§3.3): attends from S1+1 to S1.
+* **previous token** (§3.3): attends from S1+1 to S1, and from each position to the previous one
+  in general (so a late head that happens to look back from S1+1 is not one).
+
+The last three act on the heads after them, not on the logits: a head with a large direct effect
+that is not a (negative) name mover gets no role.
 
 Backup name movers (name movers that only act when others are ablated) are not told apart.
 
@@ -40,7 +44,7 @@ from enum import Enum
 from typing import Any
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -88,6 +92,7 @@ class Probe(Enum):
     S2_S1 = "S2→S1"
     S2_S1_NEXT = "S2→S1+1"
     S1_NEXT_S1 = "S1+1→S1"
+    PREVIOUS = "→previous"  # every position (BOS excluded) to the one before it, mean over positions
 
 
 class Role(Enum):
@@ -139,9 +144,11 @@ RULES: dict[Role, Callable[[HeadSignal], bool]] = {
     Role.S_INHIBITION: lambda s: (
         abs(s.direct) < DIRECT_MIN and s.total <= -EFFECT_MIN and _attends(s, Probe.END_S2, Probe.END_IO)
     ),
-    Role.INDUCTION: lambda s: _attends(s, Probe.S2_S1_NEXT, Probe.S2_S1),
-    Role.DUPLICATE_TOKEN: lambda s: _attends(s, Probe.S2_S1, Probe.S2_S1_NEXT),
-    Role.PREVIOUS_TOKEN: lambda s: _attends(s, Probe.S1_NEXT_S1),
+    Role.INDUCTION: lambda s: abs(s.direct) < DIRECT_MIN and _attends(s, Probe.S2_S1_NEXT, Probe.S2_S1),
+    Role.DUPLICATE_TOKEN: lambda s: abs(s.direct) < DIRECT_MIN and _attends(s, Probe.S2_S1, Probe.S2_S1_NEXT),
+    Role.PREVIOUS_TOKEN: lambda s: (
+        abs(s.direct) < DIRECT_MIN and _attends(s, Probe.S1_NEXT_S1) and _attends(s, Probe.PREVIOUS)
+    ),
 }
 """Each role's test (Wang et al. 2022 §3; module docstring). The only place roles are defined."""
 
@@ -250,6 +257,7 @@ def head_signals(
             pattern = cache[name]  # (batch, head, query, key)
             for p, (q, k) in _PROBE_POSITIONS.items():
                 attn[p][layer] += pattern[rows, :, pos[q], pos[k]].double().sum(0).cpu()
+            attn[Probe.PREVIOUS][layer] += _previous_token_attention(pattern, b.answer_pos).sum(0).cpu()
         answer, wrong = b.targets.answers[:, 0], b.targets.wrong[:, 0]
         clean = head_direct_logits(model, b.clean, b.answer_pos, answer, wrong)
         corrupt = head_direct_logits(model, b.corrupt, b.answer_pos, answer, wrong)
@@ -264,6 +272,21 @@ def head_signals(
         direct=direct / n / gap,
         total=scores.head_matrix(normalized=True).double().cpu(),
     )
+
+
+def _previous_token_attention(
+    pattern: Float[Tensor, "batch head query key"], last: Int[Tensor, " batch"]
+) -> Float[Tensor, "batch head"]:
+    """Mean attention from each position 1..``last`` to the position before it.
+
+    >>> p = torch.eye(3)[None, None].roll(-1, dims=-1).tril()  # row q puts 1 on q-1 (row 0: nothing)
+    >>> _previous_token_attention(p, torch.tensor([2])).tolist()
+    [[1.0]]
+    """
+    diag = pattern.diagonal(offset=-1, dim1=-2, dim2=-1).double()  # [..., i] = pattern[q=i+1, k=i]
+    idx = torch.arange(diag.shape[-1], device=diag.device)
+    valid = (idx[None, :] < last[:, None]).double()[:, None, :]  # q = i+1 <= last
+    return (diag * valid).sum(-1) / valid.sum(-1).clamp(min=1)
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,11 @@ def _signal(direct: float = 0.0, total: float = -0.5, **attention: float) -> Hea
         (_signal(direct=DIRECT_MIN, total=-0.1, END_S2=0.4), None),  # writes to the logits: not S-inhibition
         (_signal(S2_S1_NEXT=0.3, S2_S1=0.1), Role.INDUCTION),
         (_signal(S2_S1=0.3, S2_S1_NEXT=0.1), Role.DUPLICATE_TOKEN),
-        (_signal(S1_NEXT_S1=0.5), Role.PREVIOUS_TOKEN),
-        (_signal(S1_NEXT_S1=ATTENTION_MIN - 0.01), None),
+        (_signal(S1_NEXT_S1=0.5, PREVIOUS=0.4), Role.PREVIOUS_TOKEN),
+        (_signal(S1_NEXT_S1=0.5), None),  # looks back from S1+1 only: not a previous-token head
+        (_signal(S1_NEXT_S1=ATTENTION_MIN - 0.01, PREVIOUS=0.9), None),
+        (_signal(direct=DIRECT_MIN, S2_S1=0.9), None),  # writes to the logits: not a duplicate-token head
+        (_signal(direct=-DIRECT_MIN, END_S2=0.9), None),
         (_signal(direct=0.2, END_IO=0.6, S2_S1=0.9), Role.NAME_MOVER),  # precedence: logits first
     ],
 )
