@@ -3,12 +3,15 @@
 Head indices do not correspond between models, but the jobs heads do in the IOI circuit can.
 Wang et al. (2022, "Interpretability in the Wild: a Circuit for Indirect Object Identification in
 GPT-2 small", arXiv 2211.00593, §3) sort the circuit's heads into classes by where they attend and
-what they write; :data:`RULES` turns each class into a test on signals measured here:
+what they write; :data:`RULES` turns each class (and one more) into a test on signals measured here:
 
 * **name mover** (§3.1): attends from END to IO and copies it: a positive direct effect on
   logit(IO) − logit(S);
 * **negative name mover** (§3.1): attends from END to IO and writes against it: a negative direct
   effect;
+* **subject suppressor** (not a class of Wang et al.; the copy suppression of McDougall et al. 2023,
+  "Copy Suppression: Comprehensively Understanding an Attention Head", arXiv 2310.04625, aimed at
+  the subject): attends from END to S2 and has a positive direct effect, i.e. writes against S;
 * **S-inhibition** (§3.2): attends from END to S2 and acts through later heads, not the logits:
   little direct effect, but ablating it lowers the logit difference;
 * **induction** (§3.3): attends from S2 to the token after S1 (S1+1);
@@ -17,7 +20,7 @@ what they write; :data:`RULES` turns each class into a test on signals measured 
   in general (so a late head that happens to look back from S1+1 is not one).
 
 The last three act on the heads after them, not on the logits: a head with a large direct effect
-that is not a (negative) name mover gets no role.
+that is none of the first three gets no role.
 
 Backup name movers (name movers that only act when others are ablated) are not told apart.
 
@@ -100,6 +103,7 @@ class Role(Enum):
 
     NAME_MOVER = "name mover"
     NEGATIVE_MOVER = "negative name mover"
+    S_SUPPRESSOR = "subject suppressor"
     S_INHIBITION = "S-inhibition"
     INDUCTION = "induction"
     DUPLICATE_TOKEN = "duplicate token"
@@ -141,6 +145,7 @@ def _attends(s: HeadSignal, probe: Probe, *others: Probe) -> bool:
 RULES: dict[Role, Callable[[HeadSignal], bool]] = {
     Role.NAME_MOVER: lambda s: s.direct >= DIRECT_MIN and _attends(s, Probe.END_IO, Probe.END_S1, Probe.END_S2),
     Role.NEGATIVE_MOVER: lambda s: s.direct <= -DIRECT_MIN and _attends(s, Probe.END_IO, Probe.END_S1, Probe.END_S2),
+    Role.S_SUPPRESSOR: lambda s: s.direct >= DIRECT_MIN and _attends(s, Probe.END_S2, Probe.END_IO),
     Role.S_INHIBITION: lambda s: (
         abs(s.direct) < DIRECT_MIN and s.total <= -EFFECT_MIN and _attends(s, Probe.END_S2, Probe.END_IO)
     ),
@@ -150,7 +155,8 @@ RULES: dict[Role, Callable[[HeadSignal], bool]] = {
         abs(s.direct) < DIRECT_MIN and _attends(s, Probe.S1_NEXT_S1) and _attends(s, Probe.PREVIOUS)
     ),
 }
-"""Each role's test (Wang et al. 2022 §3; module docstring). The only place roles are defined."""
+"""Each role's test (Wang et al. 2022 §3, McDougall et al. 2023; module docstring). The only place
+roles are defined."""
 
 ROLE_ORDER: tuple[Role, ...] = tuple(RULES)
 """Precedence when a head passes several rules: effects on the logits first, then END's attention."""

@@ -110,7 +110,8 @@ def _signal(direct: float = 0.0, total: float = -0.5, **attention: float) -> Hea
         (_signal(direct=DIRECT_MIN, END_IO=0.3, END_S1=0.2, END_S2=0.2), None),  # attends more to S than IO
         (_signal(direct=0.0, total=-EFFECT_MIN, END_S2=0.4, END_IO=0.1), Role.S_INHIBITION),
         (_signal(direct=0.0, total=+0.1, END_S2=0.4), None),  # ablating it helps: not S-inhibition
-        (_signal(direct=DIRECT_MIN, total=-0.1, END_S2=0.4), None),  # writes to the logits: not S-inhibition
+        (_signal(direct=DIRECT_MIN, total=-0.1, END_S2=0.4), Role.S_SUPPRESSOR),  # writes to the logits
+        (_signal(direct=-DIRECT_MIN, total=0.1, END_S2=0.4), None),
         (_signal(S2_S1_NEXT=0.3, S2_S1=0.1), Role.INDUCTION),
         (_signal(S2_S1=0.3, S2_S1_NEXT=0.1), Role.DUPLICATE_TOKEN),
         (_signal(S1_NEXT_S1=0.5, PREVIOUS=0.4), Role.PREVIOUS_TOKEN),

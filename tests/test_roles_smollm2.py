@@ -2,9 +2,9 @@
 
 The golden IOI circuit of SmolLM2-135M (activation patching, 320 pairs) supplies the total effects;
 attention and direct effects are measured on :data:`N_PAIRS` fresh pairs. Measured with 64 pairs
-(``headgraph compare ... --roles``, docs/ioi-roles-smollm2-gemma3.md): four name movers in layer 23,
-a negative name mover in layer 24, S-inhibition heads in layers 16-20, induction heads in layers 17-18
-and duplicate-token heads in layers 5-15.
+(``headgraph compare ... --roles``, docs/ioi-roles-smollm2-gemma3.md): four name movers and a
+subject suppressor in layer 23, a negative name mover in layer 24, S-inhibition heads in layers
+16-20, induction heads in layers 17-18 and duplicate-token heads in layers 5-15.
 """
 
 from __future__ import annotations
@@ -22,7 +22,14 @@ pytestmark = pytest.mark.slow
 N_PAIRS = 16
 """IOI pairs for the attention and direct-effect signals."""
 
-EXPECTED_ROLES = {Role.NAME_MOVER, Role.NEGATIVE_MOVER, Role.S_INHIBITION, Role.INDUCTION, Role.DUPLICATE_TOKEN}
+EXPECTED_ROLES = {
+    Role.NAME_MOVER,
+    Role.NEGATIVE_MOVER,
+    Role.S_SUPPRESSOR,
+    Role.S_INHIBITION,
+    Role.INDUCTION,
+    Role.DUPLICATE_TOKEN,
+}
 """Roles found with 64 pairs; 16 pairs must find them too."""
 
 LATE = 0.6
