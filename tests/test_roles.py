@@ -197,3 +197,14 @@ def test_cli_refuses_a_circuit_made_on_another_planted_model(
     b = str(_circuit_file(ioi_model(PLACEMENTS[1]), 0, tmp_path / "b.json"))
     assert main(["compare", a, b, "--roles"]) == 2
     assert "is not the one the circuit file was made on" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_task_run_with_other_settings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The pairs are regenerated with the task's defaults: a flip-corrupted IOI circuit is refused."""
+    path = _circuit_file(ioi_model(), 0, tmp_path / "a.json")
+    hg = HeadGraph.load(path)
+    flipped = HeadGraph(hg.model, TaskRun("ioi", 0, 8, settings={"corruption": "flip", "orders": ["ABBA", "BABA"]}),
+                        hg.scores, hg.circuit)  # fmt: skip
+    b = flipped.save(tmp_path / "b.json")
+    assert main(["compare", str(path), str(b), "--roles"]) == 2
+    assert "with its default settings" in capsys.readouterr().err
