@@ -12,6 +12,7 @@ from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
 from circuits.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
+from circuits.roles import Role, RoleAssignment, RoleComparison, assign_roles, compare_roles, head_signals
 from circuits.scores import Baseline, Circuit, Level, Scores
 
 __all__ = [
@@ -38,18 +39,24 @@ __all__ = [
     "Node",
     "NodeKind",
     "Pooling",
+    "Role",
+    "RoleAssignment",
+    "RoleComparison",
     "SAECodeEdges",
     "SAECodes",
     "SAEPatching",
     "Scores",
     "TaskRun",
     "assert_circuit_matches",
+    "assign_roles",
     "build_method",
+    "compare_roles",
     "diff_circuits",
     "discover",
     "evaluate",
     "jaccard",
     "head_outputs",
+    "head_signals",
     "load_model",
     "model_info",
     "overlap_curve",

@@ -174,7 +174,7 @@ class Arithmetic(Task):
     def _check_tokenizer(self, tokenizer: TextTokenizer | None) -> None:
         if tokenizer is None or self.answer is not ArithmeticAnswer.LEADING_DIGIT:
             return
-        if len(tokenizer.encode("56")) != 2:
+        if len(tokenizer.encode("56")) - int(tokenizer.prepend_bos) != 2:  # BOS is not a digit
             raise TaskError(
                 f"task {self.name!r}: answer={self.answer.value} reads a number's first digit, but tokenizer "
                 f"{tokenizer.name!r} does not split numbers into digits ('56' is not two tokens)"

@@ -57,10 +57,13 @@ def year_tokens(tokenizer: TextTokenizer | None) -> YearTokens:
     Raises:
         TaskError: the tokenizer writes years in neither form.
     """
-    if tokenizer is None or len(tokenizer.encode("1739")) == 4:
+    if tokenizer is None:
+        return YearTokens.DIGITS
+    bos = int(tokenizer.prepend_bos)  # BOS is not part of the year
+    if len(tokenizer.encode("1739")) - bos == 4:
         return YearTokens.DIGITS
     pairs = [tokenizer.single_token(" 17"), tokenizer.single_token("39")]
-    if None not in pairs and tokenizer.encode(" 1739") == pairs:
+    if None not in pairs and tokenizer.encode(" 1739")[bos:] == pairs:
         return YearTokens.PAIRS
     raise TaskError(
         f"task 'greater-than': tokenizer {tokenizer.name!r} writes ' 1739' as neither four digits nor "

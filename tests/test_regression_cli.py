@@ -109,4 +109,5 @@ def test_bad_input_is_one_line(
 def test_compare_refuses_models_of_different_shapes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a = _circuit_file(ioi_model(), 0, tmp_path / "a.json")
     b = _circuit_file(induction_model(), 0, tmp_path / "b.json")
-    assert "cannot compare circuits of a 2×4 and a 3×4 model" in _error(capsys, ["compare", str(a), str(b)])
+    err = _error(capsys, ["compare", str(a), str(b)])
+    assert "cannot compare circuits of a 2×4 and a 3×4 model head by head" in err

@@ -7,14 +7,28 @@
 is one task's path-patching stages (Merullo et al.'s overlap takes each stage's top heads and their
 union). Printed: the top-k diff of the first files of A and B (lost, gained, moved heads) and the
 overlap curve over the threshold.
+
+With ``--roles``, two IOI circuits (typically of different models, whose head indices do not
+correspond) are compared by role instead: each model is loaded, its task's pairs regenerated (the file's task,
+seed and, at most, ``--n`` pairs), and its heads given Wang et al.'s IOI roles from their attention,
+direct and total effects (:mod:`circuits.roles`):
+
+    headgraph compare circuits/groundtruth/data/golden/ioi-smollm2-135m.json \
+        out/ioi-gemma/circuit.json --roles --n 64 --out out/roles
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from circuits.errors import HeadgraphError
+
+if TYPE_CHECKING:
+    from circuits.headgraph import HeadGraph
+    from circuits.roles import RoleAssignment
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
@@ -35,8 +49,20 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
     fractions = parse_fractions(args.fractions)
+    if args.n <= 0:
+        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
     a = [read_circuit(p) for p in args.a.split(",")]
     b = [read_circuit(p) for p in args.b.split(",")]
+    if args.roles:
+        if len(a) > 1 or len(b) > 1:
+            raise HeadgraphError("a role comparison takes one circuit file on each side, not stages")
+        return _compare_roles(a[0], b[0], args)
+    ga, gb = a[0].scores.graph, b[0].scores.graph
+    if (ga.n_layers, ga.n_heads) != (gb.n_layers, gb.n_heads):
+        raise HeadgraphError(
+            f"cannot compare circuits of a {gb.n_layers}×{gb.n_heads} and a {ga.n_layers}×{ga.n_heads} model "
+            "head by head; --roles compares two models' IOI circuits by role"
+        )
     for name, stages in (("A", a), ("B", b)):
         print(f"{name}: {describe(stages[0])}" + (f" (+{len(stages) - 1} more stages)" if len(stages) > 1 else ""))
     diff = diff_circuits(b[0].scores, a[0].scores, args.top_k)
@@ -51,10 +77,69 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
+    from circuits.regression import describe
+    from circuits.roles import compare_roles
+
+    print(f"comparing by role (Wang et al. 2022 classes)\nA: {describe(a)}\nB: {describe(b)}", flush=True)
+    found = [_assign(hg, args.n, progress=not args.quiet) for hg in (a, b)]
+    for name, ra in zip("AB", found, strict=True):
+        print(f"\n{name}: {ra.model}, candidate heads on {ra.n_pairs} pairs\n{ra.markdown()}")
+    cmp = compare_roles(*found)
+    text = cmp.markdown()
+    print(f"\nroles (layer as a fraction of depth: 0 first, 1 last)\n{text}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        doc = [f"# IOI roles: {found[0].model} and {found[1].model}", "", f"A: {describe(a)}", f"B: {describe(b)}", ""]
+        doc += [text, ""] + [f"## {ra.model}\n\n{ra.markdown()}\n" for ra in found]
+        (out / "roles.md").write_text("\n".join(doc), encoding="utf-8")
+        (out / "roles.json").write_text(json.dumps(cmp.to_dict(), indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {out / 'roles.md'} and {out / 'roles.json'}")
+    return 0
+
+
+def _assign(hg: HeadGraph, n: int, *, progress: bool) -> RoleAssignment:
+    """Load ``hg``'s model, regenerate its task's pairs and give its heads roles."""
+    from circuits.groundtruth.planted import PLANTED
+    from circuits.groundtruth.planted_ioi import PlantedIOITask
+    from circuits.model import load_model, model_info, text_tokenizer
+    from circuits.pipeline import task_settings
+    from circuits.roles import assign_roles, head_signals
+    from tasks import TASKS
+
+    if hg.task.name == PlantedIOITask.name:  # the planted IOI model of the default configuration
+        planted = PLANTED["ioi"]()
+        _check_hash(hg, model_info(planted.model).config_hash)
+        data = planted.task.dataset(min(n, hg.task.n_pairs), seed=hg.task.seed)
+        return assign_roles(head_signals(planted.model, data, hg.scores))
+    task = TASKS[hg.task.name]()
+    settings = {k: v for k, v in hg.task.settings.items() if k != "pooled_seeds"}
+    if settings != task_settings(task):
+        raise HeadgraphError(
+            f"role comparison regenerates {task.name!r} with its default settings {task_settings(task)}, "
+            f"but the circuit used {settings}"
+        )
+    print(f"loading {hg.model.name} ...", flush=True)
+    model = load_model(hg.model.name, progress=progress)
+    _check_hash(hg, model_info(model).config_hash)
+    data = task.dataset(text_tokenizer(model), min(n, hg.task.n_pairs), seed=hg.task.seed)
+    return assign_roles(head_signals(model, data, hg.scores))
+
+
+def _check_hash(hg: HeadGraph, config_hash: str) -> None:
+    if config_hash != hg.model.config_hash:
+        raise HeadgraphError(f"the model loaded as {hg.model.name!r} is not the one the circuit file was made on")
+
+
 def register(sub: Any) -> None:
     c = sub.add_parser("compare", help="diff two circuits and measure how much two tasks' circuits overlap")
     c.add_argument("a", help="circuit or golden file (comma-separated: one task's stages)")
     c.add_argument("b", help="circuit or golden file (comma-separated: one task's stages)")
     c.add_argument("--top-k", type=int, default=20, help="heads compared in the diff (default: 20)")
     c.add_argument("--fractions", default="0.01,0.02,0.05,0.1", help="overlap thresholds (default: 1,2,5,10%%)")
+    c.add_argument("--roles", action="store_true", help="compare two IOI circuits by role (works across models)")
+    c.add_argument("--n", type=int, default=64, help="pairs measured per model for roles (default: 64)")
+    c.add_argument("--out", default=None, help="folder for roles.md and roles.json (roles only)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=run)

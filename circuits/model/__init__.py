@@ -4,7 +4,8 @@ This package is the only place that knows TransformerLens hook-name strings and 
 every other module asks it (``hook_z(layer)``), so a move to TransformerLens's ``TransformerBridge``
 touches one package. Modules: :mod:`.hooks` (hook names, scoped hooks), :mod:`.facts` (model facts,
 graph, tokenizer), :mod:`.forward` (forward helpers), :mod:`.edges` (edge-level access),
-:mod:`.handbuilt` (planted models), :mod:`.loading` (loading). Import from ``circuits.model``.
+:mod:`.direct` (direct logit attribution), :mod:`.handbuilt` (planted models), :mod:`.loading`
+(loading). Import from ``circuits.model``.
 
 Models:
   * ``smollm2-135m`` (default, offline): SmolLM2-135M-Instruct, whose 4-bit GGUF weights ship in the
@@ -24,6 +25,7 @@ Models:
     names the offline default.
 """
 
+from circuits.model.direct import head_direct_logits
 from circuits.model.edges import HeadWeights, attn_input_norm, check_edge_support, head_weights, receiver_inputs
 from circuits.model.facts import ModelInfo, graph_of, model_info, prepare_model_, text_tokenizer
 from circuits.model.forward import (
@@ -93,6 +95,7 @@ __all__ = [
     "embedding_weights",
     "embeddings",
     "graph_of",
+    "head_direct_logits",
     "head_weights",
     "hook_k",
     "hook_k_input",

@@ -103,3 +103,12 @@ def with_hooks(model: HookedTransformer, hooks: Sequence[tuple[str, HookFn]]) ->
     finally:
         for h in handles:
             h.remove()
+
+
+HOOK_FINAL_SCALE = "ln_final.hook_scale"
+"""Scale of the final normalization: ``[batch, pos, 1]``."""
+
+
+def hook_attn_post_scale(layer: int) -> str:
+    """Scale of block ``layer``'s post-attention norm (Gemma 2/3): ``[batch, pos, 1]``."""
+    return f"blocks.{layer}.ln1_post.hook_scale"
