@@ -40,13 +40,13 @@ test: lint $(GEMMA)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
-# Benchmarks of the discovery engine (bench/README.md; not tests, ≈ 1 hour on a busy 2-core CPU).
+# Benchmarks of the discovery engine (bench/README.md; not tests; an hour or more on a busy 2-core CPU).
 bench: $(STAMP)
 	$(BIN)/python bench/eap_speed.py --pairs 64 --repeats 5 --ig-steps 5 --threads 1
 	$(BIN)/python bench/patching_speed.py --pairs 8 --repeats 3 --threads 1
 	$(BIN)/python bench/faithfulness.py --task ioi --pairs 64 --eval-pairs 64 --threads 1
 
-# EAP-IG faithfulness on the other tasks (pairs sized for ≲ 10 min each on the 2-core machine).
+# EAP-IG faithfulness on the other tasks (pairs sized for a few CPU minutes each; 5–20 min wall on the busy 2-core machine).
 bench-tasks: $(STAMP)
 	for t in greater-than induction arithmetic; do \
 		$(BIN)/python bench/faithfulness.py --task $$t --methods eap-ig --pairs 32 --eval-pairs 32 --threads 1 || exit 1; \
