@@ -7,7 +7,7 @@ GEMMA  := $(VENV)/.installed-gemma
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma demo test test-fast lint bench clean
+.PHONY: install install-gemma demo test test-fast lint bench bench-tasks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,20 @@ test: lint $(GEMMA)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# Benchmarks of the discovery engine (bench/README.md; not tests; an hour or more on a busy 2-core CPU).
+bench: $(STAMP)
+	$(BIN)/python bench/eap_speed.py --pairs 64 --repeats 5 --ig-steps 5 --threads 1
+	$(BIN)/python bench/patching_speed.py --pairs 8 --repeats 3 --threads 1
+	$(BIN)/python bench/faithfulness.py --task ioi --pairs 64 --eval-pairs 64 --threads 1
+
+# EAP-IG faithfulness on the other tasks (pairs sized for a few CPU minutes each; 5–20 min wall on the busy 2-core machine).
+bench-tasks: $(STAMP)
+	for t in greater-than induction arithmetic; do \
+		$(BIN)/python bench/faithfulness.py --task $$t --methods eap-ig --pairs 32 --eval-pairs 32 --threads 1 || exit 1; \
+	done
+	$(BIN)/python bench/faithfulness.py --task colored-objects --methods eap-ig --pairs 24 --eval-pairs 24 --threads 1
+	$(BIN)/python bench/faithfulness.py --task mcqa --methods eap-ig --pairs 16 --eval-pairs 16 --threads 1
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
