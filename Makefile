@@ -7,7 +7,7 @@ GEMMA  := $(VENV)/.installed-gemma
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma demo test test-fast lint bench clean
+.PHONY: install install-gemma demo test test-fast lint bench clean notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test: lint $(GEMMA)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow"
+
+# Re-execute every notebook at full settings (minutes each on a CPU) and write its paired .ipynb,
+# outputs included. tests/test_notebooks.py runs them small and checks each pair is in sync.
+notebooks: $(STAMP)
+	cd notebooks && for nb in 0*.py; do \
+		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} ../$(BIN)/jupytext --set-formats ipynb,py:percent --execute "$$nb" || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -78,6 +78,8 @@ __all__ = [
     "hook_pattern",
     "hook_q",
     "hook_q_input",
+    "final_norm_frozen",
+    "hook_final_scale",
     "hook_resid_mid",
     "hook_resid_pre",
     "hook_v",
@@ -181,6 +183,11 @@ def hook_resid_mid(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_mid"
 
 
+def hook_final_scale() -> str:
+    """Scale the final norm divides the residual stream by: ``[batch, pos, 1]`` (absent without a norm)."""
+    return "ln_final.hook_scale"
+
+
 def check_hooks(model: HookedTransformer, names: list[str]) -> None:
     """Raise if any hook name is missing from ``model`` (e.g. an MLP hook on an attention-only model)."""
     missing = [n for n in names if n not in model.hook_dict]
@@ -221,6 +228,29 @@ def logits_at(
     if hasattr(model, "ln_final"):  # absent when cfg.normalization_type is None
         picked = model.ln_final(picked)
     return model.unembed(picked)[:, 0, :]
+
+
+def final_norm_frozen(
+    model: HookedTransformer, x: Float[Tensor, "*batch d_model"], scale: Float[Tensor, "*#batch 1"] | None
+) -> Float[Tensor, "*batch d_model"]:
+    """The final norm as a linear map, with the scale the whole residual stream had (``hook_final_scale``).
+
+    A component's output ``x`` passed through this map is its share of what the unembedding reads,
+    so the shares of all components (plus the norm's bias) add up to the normed residual stream:
+    the basis of direct logit attribution. ``scale`` is None for a model without a final norm.
+    """
+    kind = model.cfg.normalization_type
+    if kind is None:
+        return x
+    if scale is None:
+        raise HeadgraphError(f"model {model.cfg.model_name!r} has a final {kind} norm: its scale is needed")
+    if kind in ("LN", "LNPre"):
+        x = x - x.mean(-1, keepdim=True)
+    x = x / scale
+    if kind in ("LN", "RMS"):
+        weight: Tensor = model.ln_final.w  # type: ignore[assignment]
+        x = x * weight
+    return x
 
 
 def run_to_logits(
