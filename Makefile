@@ -43,9 +43,7 @@ test-fast: $(STAMP)
 # Re-execute every notebook at full settings (minutes each on a CPU) and write its paired .ipynb,
 # outputs included. tests/test_notebooks.py runs them small and checks each pair is in sync.
 notebooks: $(STAMP)
-	cd notebooks && for nb in 0*.py; do \
-		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} ../$(BIN)/jupytext --set-formats ipynb,py:percent --execute "$$nb" || exit 1; \
-	done
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python notebooks/run.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
