@@ -166,7 +166,14 @@ show(fig)
 # %% [markdown]
 # ## Finding
 #
-# Computed from the values above; the markdown does not repeat numbers, the cell prints them.
+# The cell below prints the numbers of whichever run produced this notebook. The committed run (64
+# pairs) found: the model solves 75% of the additions (logit diff 5.21, gap 11.5 to the corrupt
+# prompts); only 7 of 270 heads (2.6%) move the metric by 5% of the gap or more, all of them
+# supporting the answer (L20H8 −0.31, L23H0 −0.16, L21H2 −0.12, L24H5, L23H3, L14H2, L29H1); 5
+# heads carry half the summed |effect|. Knocking out the top 5 by their mean output drops accuracy
+# from 75% to 16% (logit diff 5.21 → 0.93) while 5 random heads leave 69%; the top 20 leave 6%
+# against 74% for 20 random heads. Arithmetic in this model rests on a handful of mid-to-late heads
+# (layers 14–29, most in 20–24), and removing them is not like removing any heads.
 
 # %%
 ko5 = next(ko for ko in knockouts if len(ko.heads) == 5)

@@ -27,7 +27,9 @@ def run(source: Path) -> float:
     nb = jupytext.read(source)
     nb.metadata.setdefault("jupytext", {})["formats"] = FORMATS
     start = time.perf_counter()
-    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
+    NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+    ).execute()
     seconds = time.perf_counter() - start
     jupytext.write(nb, source.with_suffix(".ipynb"))
     return seconds
