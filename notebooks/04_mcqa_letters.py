@@ -99,7 +99,7 @@ print(
     f"({len(data) - n_a} pairs)"
 )
 print(
-    f"→ preference for ' A' over ' B' (half the difference): {(ld_a - ld_b) / 2:+.3f}; "
+    f"→ preference for ' A' over ' B' (half the difference; negative = toward ' B'): {(ld_a - ld_b) / 2:+.3f}; "
     f"letter-independent part (mean of the two): {(ld_a + ld_b) / 2:+.3f}"
 )
 
@@ -195,10 +195,18 @@ show(fig)
 # %% [markdown]
 # ## Finding
 #
-# Computed from the values above. The interpretation that holds whatever the exact numbers: at
-# chance accuracy, the heads with the largest direct effect on the letter logits mostly encode a
-# letter preference, and no head carries a correct-letter signal comparable to IOI's name movers
-# (notebook 01); patching effects are a fraction of a logit.
+# The cell below prints the numbers of whichever run produced this notebook. The committed run
+# (64 pairs; exact patching on the first 32) found: 53% between the letters against 50% chance;
+# the model prefers " B" by 0.64 logits whatever the answer, while its letter-independent,
+# correct-letter signal is −0.04 logits (the clean − corrupt gap is 0.14). The heads write the
+# same: summed over heads, |DLA| onto the letter preference (23.5) is 9 times the |DLA| onto the
+# correct letter (2.6), and the heads with the largest DLA onto correct − wrong (L23H0 +0.40, L23H1
+# +0.37, L28H0 −0.19, L28H2 +0.16) write letter preferences 3 to 15 times larger (L28H0 toward
+# " A" +2.46, L23H1 toward " B" −2.23). L23H0 is the closest thing to a correct-letter head
+# (Lieberum et al.): largest exact patching effect of the shortlist (−0.17 logits), attention 0.24
+# to the correct letter against 0.16 to the wrong one. But its signal is small and cancelled by
+# the rest, which is why the model is at chance: these are heads of a behaviour the model does not
+# have, and are read as such.
 
 # %%
 top_exact = ranked_exact[0]
@@ -208,7 +216,8 @@ print(
     f"(whole vocabulary {b.clean_accuracy:.0%}); clean − corrupt logit-diff gap {b.gap:+.3f}."
 )
 print(
-    f"- preference for ' A' {(ld_a - ld_b) / 2:+.3f} logits against a letter-independent part {(ld_a + ld_b) / 2:+.3f}."
+    f"- preference for ' A' over ' B' {(ld_a - ld_b) / 2:+.3f} logits (negative = toward ' B') against a "
+    f"letter-independent (correct-letter) part {(ld_a + ld_b) / 2:+.3f}."
 )
 print(
     "- top heads by |DLA| onto correct − wrong: "
