@@ -7,7 +7,7 @@ GEMMA  := $(VENV)/.installed-gemma
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma demo test test-fast lint bench bench-tasks clean
+.PHONY: install install-gemma demo test test-fast lint bench bench-tasks notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench-tasks: $(STAMP)
 	done
 	$(BIN)/python bench/faithfulness.py --task colored-objects --methods eap-ig --pairs 24 --eval-pairs 24 --threads 1
 	$(BIN)/python bench/faithfulness.py --task mcqa --methods eap-ig --pairs 16 --eval-pairs 16 --threads 1
+
+# Re-execute every notebook at full settings (minutes each on a CPU) and write its paired .ipynb,
+# outputs included. tests/test_notebooks.py runs them small and checks each pair is in sync.
+notebooks: $(STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python notebooks/run.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

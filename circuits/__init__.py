@@ -3,12 +3,15 @@
 Importing this package loads no model and changes no global setting.
 """
 
+from circuits.attention import AttentionToPositions, attention_to_positions, head_patterns
 from circuits.discovery import METHODS, Ablation, ActivationPatching, SAECodeEdges, SAECodes, SAEPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
 from circuits.evaluation import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
 from circuits.head_outputs import HeadOutputs, Pooling, head_outputs
 from circuits.headgraph import HeadGraph, TaskRun
+from circuits.knockout import Knockout, head_means, knock_out
+from circuits.logit_attribution import HeadAttribution, direct_logit_attribution
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
 from circuits.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
@@ -21,6 +24,7 @@ __all__ = [
     "QKV",
     "Ablation",
     "ActivationPatching",
+    "AttentionToPositions",
     "AucVariant",
     "Baseline",
     "Circuit",
@@ -30,9 +34,11 @@ __all__ = [
     "Edge",
     "Evaluation",
     "Graph",
+    "HeadAttribution",
     "HeadGraph",
     "HeadOutputs",
     "HeadgraphError",
+    "Knockout",
     "Level",
     "ModelInfo",
     "ModelLoadError",
@@ -49,14 +55,19 @@ __all__ = [
     "TaskRun",
     "assert_circuit_matches",
     "assign_roles",
+    "attention_to_positions",
     "build_method",
     "compare_roles",
     "diff_circuits",
+    "direct_logit_attribution",
     "discover",
     "evaluate",
-    "jaccard",
+    "head_means",
     "head_outputs",
     "head_signals",
+    "head_patterns",
+    "jaccard",
+    "knock_out",
     "load_model",
     "model_info",
     "overlap_curve",

@@ -7,18 +7,21 @@ module changes no global plotting settings.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import networkx as nx
+from jaxtyping import Float
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from circuits.graph import Node, NodeKind
 from circuits.headgraph import HeadGraph
 
-__all__ = ["draw_circuit", "draw_head_heatmap", "plot_headgraph"]
+__all__ = ["draw_circuit", "draw_head_heatmap", "draw_head_matrix", "plot_headgraph"]
 
 CMAP = "RdBu"
 """Diverging colours: red where ablating a head lowers the metric, blue where it raises it."""
@@ -29,26 +32,44 @@ def _limit(values: list[float]) -> float:
     return max(finite, default=0.0) or 1.0
 
 
-def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
-    """Layer × head heatmap of normalized node scores; the top ``annotate`` heads carry their rank."""
-    nodes = hg.scores.to_nodes()  # edge scores: summed over each head's outgoing edges
-    m = nodes.head_matrix(normalized=True)  # (layer, head)
+def draw_head_matrix(
+    ax: Axes,
+    matrix: Float[Tensor, "layer head"],
+    *,
+    ranked: Sequence[Node] = (),
+    title: str = "",
+    label: str = "",
+) -> None:
+    """Layer × head heatmap of any per-head value (diverging colours around 0); ``ranked`` heads carry their rank."""
+    m = matrix.detach().float().cpu()
+    n_layers, n_heads = m.shape
     lim = _limit(m.flatten().tolist())
     image = ax.imshow(
         m.numpy(), cmap=CMAP, norm=TwoSlopeNorm(0.0, -lim, lim), aspect="auto", origin="lower", interpolation="nearest"
     )
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    ax.set_xticks(range(hg.scores.graph.n_heads))
-    step = max(1, hg.scores.graph.n_layers // 15)
-    ax.set_yticks(range(0, hg.scores.graph.n_layers, step))
-    heads = [n for n, _ in nodes.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
-    for rank, node in enumerate(heads, 1):
+    ax.set_xticks(range(n_heads))
+    ax.set_yticks(range(0, n_layers, max(1, n_layers // 15)))
+    for rank, node in enumerate(ranked, 1):
         dark = abs(float(m[node.layer, node.head or 0])) > 0.6 * lim
         ax.text(float(node.head or 0), node.layer, str(rank), ha="center", va="center", fontsize=7,
                 color="white" if dark else "black")  # fmt: skip
-    ax.set_title("normalized effect of ablating each head\n(numbers: rank by |effect|)", fontsize=10)
-    ax.figure.colorbar(image, ax=ax, fraction=0.05, label="Δ metric / (clean − corrupt)")
+    ax.set_title(title, fontsize=10)
+    ax.figure.colorbar(image, ax=ax, fraction=0.05, label=label)
+
+
+def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
+    """Layer × head heatmap of normalized node scores; the top ``annotate`` heads carry their rank."""
+    nodes = hg.scores.to_nodes()  # edge scores: summed over each head's outgoing edges
+    heads = [n for n, _ in nodes.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD][:annotate]
+    draw_head_matrix(
+        ax,
+        nodes.head_matrix(normalized=True),
+        ranked=heads,
+        title="normalized effect of ablating each head\n(numbers: rank by |effect|)",
+        label="Δ metric / (clean − corrupt)",
+    )
 
 
 def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
