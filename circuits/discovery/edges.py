@@ -39,9 +39,9 @@ from circuits.graph import QKV, Graph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
     embeddings,
+    hook_attn_post_scale,
     hook_mlp_out,
     hook_resid_pre,
-    hook_attn_post_scale,
     hook_z,
     logits_at,
     run_after_prefix,

@@ -77,7 +77,10 @@ def hook_mlp_in(layer: int) -> str:
 
 
 def hook_attn_out(layer: int) -> str:
-    """Block ``layer``'s attention output as added to the residual stream (after any post-norm): ``[batch, pos, d_model]``."""
+    """Block ``layer``'s attention output as added to the residual stream (after any post-norm).
+
+    Shape ``[batch, pos, d_model]``.
+    """
     return f"blocks.{layer}.hook_attn_out"
 
 
