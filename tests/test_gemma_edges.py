@@ -46,8 +46,9 @@ DERIVATIVE_RTOL = 1e-2
 MIN_SPEARMAN_GEMMA = 0.6
 """EAP against exact edge patching on the tiny Gemma-shaped model (all edges, resample ablation).
 
-Measured 0.84 (seed 0); the tiny random model with spread norm weights is far from linear, so the
-bound is looser than the 0.9 of the nearly linear models in test_eap.py."""
+Measured 0.82 on this test's data (data seed 0; 0.77 and 0.71 with data seeds 1 and 2): the tiny
+random model with spread norm weights is far from linear, so the bound is looser than the 0.9 of the
+nearly linear models in test_eap.py."""
 SAMPLE_EVERY = 3
 """Brute force checks every third edge (one full forward each)."""
 
