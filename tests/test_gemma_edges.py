@@ -49,8 +49,8 @@ MIN_SPEARMAN_GEMMA = 0.6
 Measured 0.82 on this test's data (data seed 0; 0.77 and 0.71 with data seeds 1 and 2): the tiny
 random model with spread norm weights is far from linear, so the bound is looser than the 0.9 of the
 nearly linear models in test_eap.py."""
-SAMPLE_EVERY = 3
-"""Brute force checks every third edge (one full forward each)."""
+SAMPLE_EVERY = 7
+"""Brute force checks every seventh edge (one full forward each); every kind of head edge is sampled."""
 
 
 def _data() -> PromptPairDataset:
@@ -170,7 +170,7 @@ def test_eap_ig_with_one_step_is_eap_and_eap_ranks_like_exact() -> None:
     assert spearman(eap.values, exact.values) >= MIN_SPEARMAN_GEMMA
 
 
-@pytest.mark.parametrize("ablation", list(Ablation))
+@pytest.mark.parametrize("ablation", [Ablation.RESAMPLE, Ablation.MEAN])  # zero terms are zero either way
 def test_path_patching_with_frozen_mlps_is_exact_edge_patching(ablation: Ablation) -> None:
     model = gemma3_like()
     data = _data()
