@@ -206,7 +206,7 @@ class CircuitRunner:
         self.model, self.data, self.metric, self.ablation = model, data, metric, ablation
         self.graph: Graph = graph_of(model)
         self.layout = EdgeLayout(self.graph)
-        means = mean_sender_acts(model, data, batch_size) if ablation is Ablation.MEAN else None
+        means = mean_sender_acts(model, data, batch_size, terms=True) if ablation is Ablation.MEAN else None
         self.batches: list[AblationBatch] = [prepare_batch(model, b, ablation, means) for b in data.batches(batch_size)]
         with torch.inference_mode():
             clean = [

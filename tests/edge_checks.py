@@ -8,7 +8,9 @@ from transformer_lens import HookedTransformer
 from circuits.graph import QKV, Edge, NodeKind
 from circuits.model import (
     HookFn,
+    has_post_norm,
     head_weights,
+    hook_attn_post_scale,
     hook_k_input,
     hook_mlp_in,
     hook_mlp_out,
@@ -47,11 +49,15 @@ class BruteForceEdges:
     """Mean metric change when one edge alone is patched, with plain TransformerLens hooks.
 
     The receiver's own input gets the sender's corrupt-minus-clean output added at every position;
-    nothing upstream of the receiver changes, so this is the whole intervention.
+    nothing upstream of the receiver changes, so this is the whole intervention. On post-norm
+    models a head's output is its term: ``ln1_post`` applied to ``z W_O`` with the norm's scale
+    held at its value in the same run (clean or corrupt), by a hook on the norm's scale.
     """
 
     def __init__(self, model: HookedTransformer, data: PromptPairDataset, metric: Metric) -> None:
         names = [hook_resid_pre(0)] + [hook_z(layer) for layer in range(model.cfg.n_layers)]
+        if has_post_norm(model):
+            names += [hook_attn_post_scale(layer) for layer in range(model.cfg.n_layers)]
         if not model.cfg.attn_only:
             names += [hook_mlp_out(layer) for layer in range(model.cfg.n_layers)]
         with torch.no_grad():
@@ -65,10 +71,21 @@ class BruteForceEdges:
         src, clean, corrupt = edge.src, self.clean, self.corrupt
         if src.kind is NodeKind.INPUT:
             return corrupt[hook_resid_pre(0)] - clean[hook_resid_pre(0)]
+        if src.kind is NodeKind.HEAD and has_post_norm(self.model):
+            return self.head_term(corrupt, src.layer, src.head) - self.head_term(clean, src.layer, src.head)
         if src.kind is NodeKind.HEAD:
             dz = (corrupt[hook_z(src.layer)] - clean[hook_z(src.layer)])[:, :, src.head]
             return dz @ head_weights(self.model, src.layer).W_O[src.head]
         return corrupt[hook_mlp_out(src.layer)] - clean[hook_mlp_out(src.layer)]
+
+    @torch.no_grad()
+    def head_term(self, cache: dict[str, torch.Tensor], layer: int, head: int) -> torch.Tensor:
+        """A head's term on a post-norm model: its output through ``ln1_post`` at the run's scale."""
+        out = cache[hook_z(layer)][:, :, head] @ head_weights(self.model, layer).W_O[head]
+        scale = cache[hook_attn_post_scale(layer)]
+        with with_hooks(self.model, [(hook_attn_post_scale(layer), lambda _s: scale)]):
+            term: torch.Tensor = self.model.blocks[layer].ln1_post(out)
+        return term
 
     @torch.no_grad()
     def __call__(self, edge: Edge) -> float:

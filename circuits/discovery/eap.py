@@ -21,6 +21,10 @@ head's use of its group's shared key input. The edge u → LℓHh<k> is that pat
 one group sum exactly to the score of the shared key input (the gradient is linear), and nothing
 is averaged. The same holds for v.
 
+Post-norm models (Gemma 2/3): u's output is its *term*, its output through its block's
+post-attention RMS norm with the scale of the run (:mod:`circuits.model.edges`), so the change of
+v's input is u's corrupt-run term minus its clean-run term, the change exact edge patching makes.
+
 Where the time goes (../shared/DESIGN.md §6): one corrupt forward without a graph keeps every
 sender's output at the active positions (:class:`~circuits.discovery.edges.ActivePositions`);
 each gradient run keeps the clean outputs and, with one backward pass, the gradient at every
@@ -60,6 +64,7 @@ from circuits.model import (
     check_edge_support,
     embeddings,
     graph_of,
+    head_term_weights,
     head_weights,
     hook_k,
     hook_mlp_in,
@@ -156,7 +161,7 @@ def edge_attribution(
     start = time.perf_counter()
     graph = graph_of(model)
     layout = EdgeLayout(graph)
-    means = mean_sender_acts(model, data, batch_size) if ablation is Ablation.MEAN else None
+    means = mean_sender_acts(model, data, batch_size, terms=True) if ablation is Ablation.MEAN else None
     total = torch.zeros(layout.n_senders, layout.n_receivers, dtype=torch.float64)
     sums = torch.zeros(4, dtype=torch.float64)  # clean metric, corrupt metric, clean acc, corrupt acc
     n_batches = -(-len(data) // batch_size)
@@ -176,7 +181,7 @@ class GradientRun:
     Attributes:
         grads: per receiver input, the gradient of the summed metric at its own input, at the
             active positions (``[R, n, d_model]``, receiver order of :class:`EdgeLayout`).
-        acts: the senders' outputs at the active positions.
+        acts: the senders' outputs (terms, on post-norm models) at the active positions.
         metric: the per-example metric of this run.
         logits: the answer-position logits of this run.
     """
@@ -208,7 +213,7 @@ def gradient_run(
     def keep(name: str) -> HookFn:
         return lambda out: store.__setitem__(name, out)
 
-    senders = sender_hook_names(model)
+    senders = sender_hook_names(model, terms=True)
     names = [hook_resid_pre(layer) for layer in range(n_layers)] + senders[1:]
     names += [h(layer) for layer in range(n_layers) for h in (hook_q, hook_k, hook_v)]
     if layout.graph.has_mlps:
@@ -241,7 +246,7 @@ def gradient_run(
             out[layout.mlp_receiver(layer)] = pos.gather(grads[3 * n_layers + layer])
     out[layout.logits_receiver] = pos.gather(grads[-1])
     cache = {name: store[name].detach() for name in senders}
-    return GradientRun(out, acts_from_cache(model, cache, pos), values.detach(), logits.detach())
+    return GradientRun(out, acts_from_cache(model, cache, pos, terms=True), values.detach(), logits.detach())
 
 
 def dense_scores(
@@ -281,7 +286,7 @@ def _batch_scores(
     run: GradientRun | None = None
     with receiver_inputs(model, split_qkv=False):  # per-query-head keys and values, also in the prefix
         prefix = shared_prefix(model, batch.clean, start)
-        corrupt = corrupt_run(model, batch, pos, ablation, means, prefix)
+        corrupt = corrupt_run(model, batch, pos, ablation, means, prefix, terms=True)
         clean_embed = embeddings(model, batch.clean)[:, start:]
         for k in range(1, steps + 1):
             # k == steps is the clean run itself, unmixed (so one step is EAP exactly)
@@ -294,7 +299,7 @@ def _batch_scores(
     assert run is not None and grads is not None
     if steps > 1:
         grads /= steps
-    w_o = [head_weights(model, layer).W_O for layer in range(model.cfg.n_layers)]
+    w_o = [head_term_weights(model, layer) for layer in range(model.cfg.n_layers)]
     diff = corrupt.ablated.minus(run.acts).dense(layout, w_o)
     dense = dense_scores(layout, diff, grads).double()
     sums = torch.stack(

@@ -11,6 +11,10 @@ Implementation (one forward per batch of variants, no loop over edges):
     head, key/value inputs ungrouped under grouped-query attention; the MLP input);
   * forward hooks on the senders record ``ablated − current`` at the active positions, sender-major
     ``D[variant, sender, position, d_model]`` (heads as ``z`` differences projected through ``W_O``);
+  * post-norm models (Gemma 2/3): a head's output is its *term*, its output through the block's
+    post-attention RMS norm with the scale of the run it is in (:mod:`circuits.model.edges`): the
+    ablated term uses the corrupt run's scale, the current term the scale of the variant's own run
+    (read at the norm's scale hook, after ``hook_z``), so ``D`` holds term differences;
   * the hook on a receiver input adds Σ_s mask[s, r] · D[s] for all heads of a layer with one
     batched product (``[variants, receivers, senders] × [variants, senders, n·d_model]``);
   * several variants (circuits, single-edge ablations) stack on the batch dimension.
@@ -33,7 +37,9 @@ from circuits.model import (
     SharedPrefix,
     check_edge_support,
     embeddings,
-    head_weights,
+    has_post_norm,
+    head_term_weights,
+    hook_attn_post_scale,
     hook_k_input,
     hook_mlp_in,
     hook_mlp_out,
@@ -75,13 +81,16 @@ class AblationBatch:
 def prepare_batch(
     model: HookedTransformer, batch: PromptPairDataset, ablation: Ablation, means: SenderActs | None = None
 ) -> AblationBatch:
-    """Run what every circuit of ``batch`` shares (the corrupt forward, for resample ablation)."""
+    """Run what every circuit of ``batch`` shares (the corrupt forward, for resample ablation).
+
+    ``means`` (mean ablation) are mean terms: ``mean_sender_acts(..., terms=True)``.
+    """
     check_edge_support(model)
     start = prefix_length(batch, ablation)
     pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(start)
     with receiver_inputs(model, split_qkv=False):  # keys per query head, as ablated runs compute them
         prefix = shared_prefix(model, batch.clean, start)
-        run = corrupt_run(model, batch, pos, ablation, means, prefix)
+        run = corrupt_run(model, batch, pos, ablation, means, prefix, terms=True)
     return AblationBatch(batch, pos, run.ablated, run.logits, prefix, embeddings(model, batch.clean)[:, start:])
 
 
@@ -100,7 +109,9 @@ def ablated_logits(
     rows = (torch.arange(n_variants, device=device)[:, None] * b + pos.rows[None, :]).flatten()  # (V·n,)
     cols = pos.cols.repeat(n_variants)
     diff = torch.zeros(n_variants, layout.n_senders, n, d, dtype=dtype, device=device)
-    w_o = [head_weights(model, layer).W_O for layer in range(n_layers)]
+    w_o = [head_term_weights(model, layer) for layer in range(n_layers)]
+    post_norm = has_post_norm(model)
+    current_z: dict[int, Tensor] = {}  # post-norm: a layer's z, waiting for its scale
 
     def current(out: Tensor) -> Tensor:
         """``out`` at the active positions, variant-major: (V, n, ...)."""
@@ -111,8 +122,19 @@ def ablated_logits(
 
     def record_heads(layer: int) -> HookFn:
         def hook(out: Tensor) -> None:
+            if post_norm:
+                current_z[layer] = current(out)
+                return
             first = layout.head_sender(layer, 0)
             dz = abl.z[layer] - current(out)  # (V, n, head, d_head)
+            diff[:, first : first + n_heads] = torch.einsum("vnhe,hed->vhnd", dz, w_o[layer])
+
+        return hook
+
+    def record_head_terms(layer: int) -> HookFn:
+        def hook(scale: Tensor) -> None:
+            first = layout.head_sender(layer, 0)
+            dz = abl.z[layer] - current_z.pop(layer) / current(scale)[..., None]  # (V, n, head, d_head)
             diff[:, first : first + n_heads] = torch.einsum("vnhe,hed->vhnd", dz, w_o[layer])
 
         return hook
@@ -148,6 +170,8 @@ def ablated_logits(
             if any(needed[layout.head_receiver(layer, h, qkv)] for h in range(n_heads)):
                 hooks.append((name(layer), head_inputs(layer, qkv)))
         hooks.append((hook_z(layer), record_heads(layer)))
+        if post_norm:
+            hooks.append((hook_attn_post_scale(layer), record_head_terms(layer)))
         if layout.graph.has_mlps:
             if needed[layout.mlp_receiver(layer)]:
                 hooks.append((hook_mlp_in(layer), mlp_input(layer)))

@@ -57,7 +57,7 @@ class EdgePatching:
         graph = graph_of(model)
         layout = EdgeLayout(graph)
         n_edges = len(graph.edges)
-        means = mean_sender_acts(model, data, self.batch_size) if self.ablation is Ablation.MEAN else None
+        means = mean_sender_acts(model, data, self.batch_size, terms=True) if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(n_edges, dtype=torch.float64)
         sums = torch.zeros(4, dtype=torch.float64)
         acc = Accuracy()

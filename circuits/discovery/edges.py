@@ -15,6 +15,13 @@ the first token where the clean and ablated inputs differ (earlier positions are
 both runs, by causality) and at or before the answer position (later positions cannot change
 the metric). On IOI this is about a quarter of the padded batch, and it shrinks every dense
 product by the same factor.
+
+Post-norm models (Gemma 2/3): a head's *term* in the residual stream is its output passed through
+its block's post-attention RMS norm with the norm's scale of the same run
+(:mod:`circuits.model.edges`). Edge methods ask for terms (``terms=True``): heads' ``z`` are then
+kept divided by that scale, and :func:`circuits.model.head_term_weights` maps them to the residual
+stream. On models without post-norms ``terms`` changes nothing. Node-level methods keep the raw
+``z`` (``terms=False``).
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from circuits.graph import QKV, Graph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
     embeddings,
+    hook_attn_post_scale,
     hook_mlp_out,
     hook_resid_pre,
     hook_z,
     logits_at,
     run_after_prefix,
     run_with_cache,
+    sender_scale_hooks,
 )
 from tasks import PromptPairDataset
 
@@ -51,6 +60,7 @@ __all__ = [
     "mean_sender_acts",
     "sender_acts",
     "sender_hook_names",
+    "term_cache",
 ]
 
 
@@ -256,7 +266,8 @@ class SenderActs:
 
     Attributes:
         input: the embeddings (the residual stream entering block 0).
-        z: per layer, the heads' ``hook_z``.
+        z: per layer, the heads' ``hook_z`` (for edge terms on post-norm models, divided by the
+            post-attention norm's scale of the run).
         mlp: per layer, the MLP output (empty on attention-only models).
     """
 
@@ -273,7 +284,11 @@ class SenderActs:
         )
 
     def dense(self, layout: EdgeLayout, w_o: list[Tensor]) -> Float[Tensor, "senders n d_model"]:
-        """All senders' outputs in the residual stream, sender-major ``[S, n, d_model]``."""
+        """All senders' outputs in the residual stream, sender-major ``[S, n, d_model]``.
+
+        ``w_o`` holds per layer the map from ``z`` to the residual stream (``W_O``, or for edge
+        terms :func:`circuits.model.head_term_weights`).
+        """
         n, d = self.input.shape
         out = torch.empty(layout.n_senders, n, d, dtype=self.input.dtype, device=self.input.device)
         out[0] = self.input
@@ -285,17 +300,35 @@ class SenderActs:
         return out
 
 
-def sender_hook_names(model: HookedTransformer) -> list[str]:
-    """The hooks whose outputs are the senders' outputs."""
+def sender_hook_names(model: HookedTransformer, *, terms: bool = False) -> list[str]:
+    """The hooks whose outputs are the senders' outputs (with ``terms``, also the post-norm scales)."""
     names = [hook_resid_pre(0)] + [hook_z(layer) for layer in range(model.cfg.n_layers)]
     if not model.cfg.attn_only:
         names += [hook_mlp_out(layer) for layer in range(model.cfg.n_layers)]
-    return names
+    return names + sender_scale_hooks(model) if terms else names
 
 
-def acts_from_cache(model: HookedTransformer, cache: dict[str, Tensor], pos: ActivePositions) -> SenderActs:
-    """Gather the sender outputs of a cache (as filled by :func:`sender_hook_names`) at ``pos``."""
+def term_cache(model: HookedTransformer, cache: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``cache`` (as filled by ``sender_hook_names(model, terms=True)``) with each ``hook_z`` divided by
+    its layer's post-norm scale, and the scales dropped; ``cache`` itself on models without post-norms."""
+    scales = sender_scale_hooks(model)
+    if not scales:
+        return cache
+    out = {name: act for name, act in cache.items() if name not in scales}
+    for layer in range(model.cfg.n_layers):
+        out[hook_z(layer)] = cache[hook_z(layer)] / cache[hook_attn_post_scale(layer)][..., None]
+    return out
+
+
+def acts_from_cache(
+    model: HookedTransformer, cache: dict[str, Tensor], pos: ActivePositions, *, terms: bool = False
+) -> SenderActs:
+    """Gather the sender outputs of a cache (as filled by :func:`sender_hook_names`) at ``pos``.
+
+    With ``terms``, heads' ``z`` are divided by their post-norm scale (:func:`term_cache`).
+    """
     n = model.cfg.n_layers
+    cache = term_cache(model, cache) if terms else cache
     return SenderActs(
         pos.gather(cache[hook_resid_pre(0)]),
         [pos.gather(cache[hook_z(layer)]) for layer in range(n)],
@@ -303,20 +336,26 @@ def acts_from_cache(model: HookedTransformer, cache: dict[str, Tensor], pos: Act
     )
 
 
-def sender_acts(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], pos: ActivePositions) -> SenderActs:
-    """One forward pass of ``tokens`` (no gradients), keeping the senders' outputs at ``pos``."""
+def sender_acts(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], pos: ActivePositions, *, terms: bool = False
+) -> SenderActs:
+    """One forward pass of ``tokens`` (no gradients), keeping the senders' outputs (or terms) at ``pos``."""
     with torch.inference_mode():
-        _, cache = run_with_cache(model, tokens, sender_hook_names(model))
-        return acts_from_cache(model, cache, pos)
+        _, cache = run_with_cache(model, tokens, sender_hook_names(model, terms=terms))
+        return acts_from_cache(model, cache, pos, terms=terms)
 
 
-def mean_sender_acts(model: HookedTransformer, data: PromptPairDataset, batch_size: int) -> SenderActs:
-    """Each sender's mean output over the corrupt prompts' real (unpadded) tokens, as one "position"."""
+def mean_sender_acts(
+    model: HookedTransformer, data: PromptPairDataset, batch_size: int, *, terms: bool = False
+) -> SenderActs:
+    """Each sender's mean output (with ``terms``, mean term) over the corrupt prompts' real (unpadded)
+    tokens, as one "position"."""
     sums: dict[str, Tensor] = {}
     count = 0
     with torch.inference_mode():
         for batch in data.batches(batch_size):
-            _, cache = run_with_cache(model, batch.corrupt, sender_hook_names(model))
+            _, cache = run_with_cache(model, batch.corrupt, sender_hook_names(model, terms=terms))
+            cache = term_cache(model, cache) if terms else cache
             valid = torch.arange(batch.corrupt.shape[1], device=batch.corrupt.device)[None] < batch.lengths[:, None]
             count += int(valid.sum())
             for name, act in cache.items():
@@ -368,21 +407,25 @@ def corrupt_run(
     ablation: Ablation,
     means: SenderActs | None,
     prefix: SharedPrefix,
+    *,
+    terms: bool = False,
 ) -> CorruptRun:
     """Forward the corrupt prompts once after ``prefix`` (no gradients); build the ablated outputs.
 
-    ``pos`` counts from the end of the prefix (:meth:`ActivePositions.shift`).
+    ``pos`` counts from the end of the prefix (:meth:`ActivePositions.shift`). With ``terms`` the
+    resampled heads are terms of the corrupt run (:func:`term_cache`); ``means`` must then be mean
+    terms.
     """
     start = prefix.length
     embed = embeddings(model, batch.corrupt)[:, start:]
     cache: dict[str, Tensor] = {}
-    names = sender_hook_names(model) if ablation is Ablation.RESAMPLE else []
+    names = sender_hook_names(model, terms=terms) if ablation is Ablation.RESAMPLE else []
     hooks = [(name, lambda out, name=name: cache.__setitem__(name, out)) for name in names]
     with torch.inference_mode():
         resid = run_after_prefix(model, embed, prefix, hooks)
         logits = logits_at(model, resid, batch.answer_pos - start)
         if ablation is Ablation.RESAMPLE:
-            ablated = acts_from_cache(model, cache, pos)
+            ablated = acts_from_cache(model, cache, pos, terms=terms)
         elif ablation is Ablation.MEAN:
             if means is None:
                 raise ValueError("mean ablation needs the senders' means (mean_sender_acts)")

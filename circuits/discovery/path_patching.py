@@ -15,6 +15,12 @@ of :mod:`circuits.scores`; edges that were not asked for are NaN. With ``freeze_
 attention-only model) the receiver's input changes by exactly the sender's ablated-minus-clean
 output, so path patching equals exact edge patching of that edge.
 
+Post-norm models (Gemma 2/3): a head's output is its *term*, its output through its block's
+post-attention RMS norm with the scale of the run (:mod:`circuits.model.edges`). Step 1 then keeps
+the sender's layer at its clean output and adds the sender's ablated-minus-clean term to that
+layer's attention output (patching ``z`` would change the shared scale, and so every other head's
+term of the layer).
+
 Grouped-query models: a query head's k and v inputs are patched for that query head alone (keys
 and values are computed per query head), the same per-query-head edge as EAP's.
 
@@ -43,6 +49,10 @@ from circuits.model import (
     ResumableRun,
     check_edge_support,
     graph_of,
+    has_post_norm,
+    head_term_weights,
+    hook_attn_out,
+    hook_attn_post_scale,
     hook_k_input,
     hook_mlp_in,
     hook_mlp_out,
@@ -56,6 +66,7 @@ from circuits.model import (
     resumable_run,
     resume_to_resid,
     run_with_cache,
+    sender_scale_hooks,
 )
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -117,7 +128,7 @@ class PathPatching:
         inputs = [QKV(c) for c in self.inputs]
         sender_layers = [layer for layer in range(cfg.n_layers) if any(_feeds_receiver(layer, r) for r in receivers)]
         mlp_layers = sorted({r.layer for r in receivers if r.kind is NodeKind.MLP})
-        means = mean_sender_acts(model, data, self.batch_size).z if self.ablation is Ablation.MEAN else None
+        means = mean_sender_acts(model, data, self.batch_size, terms=True).z if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(len(graph.edges), dtype=torch.float64)
         scored = torch.zeros(len(graph.edges), dtype=torch.bool)
         sums = torch.zeros(4, dtype=torch.float64)
@@ -126,15 +137,14 @@ class PathPatching:
         bar = tqdm(total=n_batches * len(sender_layers), desc=self.name, unit="layer", disable=not progress)
         for batch in data.batches(self.batch_size):
             b = len(batch)
-            names = [hook_z(layer) for layer in range(cfg.n_layers)] + [hook_resid_mid(layer) for layer in mlp_layers]
+            z_names = [hook_z(layer) for layer in range(cfg.n_layers)] + sender_scale_hooks(model)
+            names = z_names + [hook_resid_mid(layer) for layer in mlp_layers]
             if self.freeze_mlps and graph.has_mlps:
                 names += [hook_mlp_out(layer) for layer in range(cfg.n_layers)]
             with torch.inference_mode():
                 run = resumable_run(model, batch.clean, 0, names)
                 m_clean = metric(logits_at(model, run.final_resid, batch.answer_pos), batch.targets)
-                c_resid, c_cache = run_with_cache(
-                    model, batch.corrupt, [hook_z(layer) for layer in range(cfg.n_layers)]
-                )
+                c_resid, c_cache = run_with_cache(model, batch.corrupt, z_names)
                 c_logits = logits_at(model, c_resid, batch.answer_pos)
             sums += torch.stack(
                 [
@@ -149,7 +159,7 @@ class PathPatching:
             for layer in sender_layers:
                 for first in range(0, len(heads), k):
                     chunk = heads[first : first + k]
-                    ablated_z = self._ablated_z(c_cache[hook_z(layer)], means, layer, run.cache[hook_z(layer)])
+                    ablated_z = self._ablated_z(_z(model, c_cache, layer), means, layer, run.cache[hook_z(layer)])
                     captured = self._step_one(model, run, layer, chunk, ablated_z, receivers, graph.has_mlps)
                     patched = self._step_two(model, run, batch, metric, layer, chunk, captured, receivers, inputs)
                     for edge, effect in patched:
@@ -194,7 +204,7 @@ class PathPatching:
 
             def hook(_out: Tensor) -> Tensor:
                 new = clean.repeat(v, 1, 1, 1)
-                if level == layer:
+                if level == layer and not has_post_norm(model):
                     b = clean.shape[0]
                     for i, h in enumerate(chunk):
                         new[i * b : (i + 1) * b, :, h] = ablated_z[:, :, h]
@@ -203,6 +213,12 @@ class PathPatching:
             return hook
 
         hooks: list[tuple[str, HookFn]] = [(hook_z(level), frozen(level)) for level in range(layer, model.cfg.n_layers)]
+        if has_post_norm(model):  # the sender's layer stays clean; its term changes after the norm
+            b = run.cache[hook_z(layer)].shape[0]
+            dz = ablated_z[:, :, chunk] - _z(model, run.cache, layer)[:, :, chunk]  # (b, pos, v, d_head)
+            w_o = head_term_weights(model, layer)[chunk]  # (v, d_head, d_model)
+            delta = torch.einsum("bpve,ved->vbpd", dz, w_o).reshape(v * b, *dz.shape[1:2], -1)
+            hooks.append((hook_attn_out(layer), lambda out: out + delta))
         if self.freeze_mlps and has_mlps:
             hooks += [
                 (hook_mlp_out(level), lambda _out, level=level: run.cache[hook_mlp_out(level)].repeat(v, 1, 1))
@@ -258,6 +274,12 @@ class PathPatching:
                 effect = metric(logits_at(model, resid, pos), targets)
                 out += [(Edge(s, r), effect) for s in senders]
         return out
+
+
+def _z(model: HookedTransformer, cache: dict[str, Tensor], layer: int) -> Float[Tensor, "batch pos head d_head"]:
+    """Layer ``layer``'s ``z`` from ``cache``, divided by the post-norm scale on post-norm models (term ``z``)."""
+    z = cache[hook_z(layer)]
+    return z / cache[hook_attn_post_scale(layer)][..., None] if has_post_norm(model) else z
 
 
 def _feeds_receiver(layer: int, receiver: Node) -> bool:

@@ -26,7 +26,16 @@ Models:
 """
 
 from circuits.model.direct import head_direct_logits
-from circuits.model.edges import HeadWeights, attn_input_norm, check_edge_support, head_weights, receiver_inputs
+from circuits.model.edges import (
+    HeadWeights,
+    attn_input_norm,
+    check_edge_support,
+    has_post_norm,
+    head_term_weights,
+    head_weights,
+    receiver_inputs,
+    sender_scale_hooks,
+)
 from circuits.model.facts import ModelInfo, graph_of, model_info, prepare_model_, text_tokenizer
 from circuits.model.forward import (
     ResumableRun,
@@ -51,6 +60,8 @@ from circuits.model.handbuilt import (
 from circuits.model.hooks import (
     HookFn,
     check_hooks,
+    hook_attn_out,
+    hook_attn_post_scale,
     hook_k,
     hook_k_input,
     hook_mlp_in,
@@ -95,8 +106,12 @@ __all__ = [
     "embedding_weights",
     "embeddings",
     "graph_of",
+    "has_post_norm",
     "head_direct_logits",
+    "head_term_weights",
     "head_weights",
+    "hook_attn_out",
+    "hook_attn_post_scale",
     "hook_k",
     "hook_k_input",
     "hook_mlp_in",
@@ -122,6 +137,7 @@ __all__ = [
     "run_after_prefix",
     "run_to_logits",
     "run_with_cache",
+    "sender_scale_hooks",
     "shared_prefix",
     "text_tokenizer",
     "with_hooks",

@@ -1,5 +1,20 @@
 """Edge-level access: every receiver's own input (TransformerLens's split-input flags), per-query-head
-weights, and the check that a model's components add up in the residual stream."""
+weights, and the check that a model's components add up in the residual stream.
+
+Post-norm models (Gemma 2/3): block ``l`` adds ``ln1_post(Σ_h z_h W_O[h] + b_O)`` to the residual
+stream, an RMS norm of the *sum* of its heads' outputs, and ``ln2_post(mlp(...))`` after its MLP.
+A sender's *term* in the residual stream is then its output passed through the post-norm with the
+norm's scale of the same run: head h of layer l contributes ``(z_h W_O[h]) ⊙ w / s_l`` where
+``w`` is ``ln1_post``'s weight and ``s_l`` (``[batch, pos, 1]``) the scale of that run (clean
+run: clean scale; corrupt run: corrupt scale; a mean or zero ablation: the mean or zero of the
+term). An RMS norm has no bias, so the terms of a layer's heads plus ``b_O``'s term add up exactly
+to the layer's post-norm attention output, and the residual stream is again a sum of sender terms:
+ablating the edge u → v replaces u's term by its ablated term in v's input only. The MLP is one
+sender, so its term is simply its post-norm output (``hook_mlp_out`` comes after ``ln2_post``).
+The price: the heads of one layer share the scale, so one head's term depends on its layer-mates'
+outputs through ``s_l``. :func:`head_term_weights` folds ``w`` into ``W_O``; senders divide ``z``
+by ``s_l`` (:func:`sender_scale_hooks`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +27,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.errors import HeadgraphError
+from circuits.model.hooks import hook_attn_post_scale
 
 
 def check_edge_support(model: HookedTransformer) -> None:
@@ -19,8 +35,10 @@ def check_edge_support(model: HookedTransformer) -> None:
 
     Edge methods read each component's output as one term of the sum that every later component
     reads. That fails when attention and MLP read the same residual (parallel blocks, GPT-J/NeoX:
-    the graph would give the MLP edges from its own layer's heads) and when head outputs are
-    normalized after being summed (Gemma 2/3's post-attention norm, OLMo 2's post-norm).
+    the graph would give the MLP edges from its own layer's heads) and when the residual stream
+    itself is normalized after the add (OLMo 2's post-norm). Gemma 2/3's RMS norm of each block's
+    summed output, before the add, is supported with the scale-of-the-run terms of the module
+    docstring; a post-norm of another kind (with a bias) is refused.
     """
     from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
@@ -28,13 +46,38 @@ def check_edge_support(model: HookedTransformer) -> None:
     problems = []
     if cfg.parallel_attn_mlp:
         problems.append("its attention and MLP read the same residual stream (parallel blocks)")
-    if cfg.use_normalization_before_and_after or cfg.original_architecture in POST_NORM_ARCHITECTURES:
-        problems.append("its head outputs are normalized after they are summed")
+    if cfg.original_architecture in POST_NORM_ARCHITECTURES:
+        problems.append("its residual stream is normalized after each sublayer's output is added")
+    elif cfg.use_normalization_before_and_after and not str(cfg.normalization_type).startswith("RMS"):
+        problems.append("its sublayer outputs pass through a post-norm that is not an RMS norm")
     if problems:
         raise HeadgraphError(
             f"edge-level methods do not support model {cfg.model_name!r}: {'; '.join(problems)}. "
             "Node-level methods (activation-patching, attribution-patching) work on it"
         )
+
+
+def has_post_norm(model: HookedTransformer) -> bool:
+    """Whether each block's attention (and MLP) output is RMS-normalized before the residual add (Gemma 2/3)."""
+    return bool(model.cfg.use_normalization_before_and_after)
+
+
+def sender_scale_hooks(model: HookedTransformer) -> list[str]:
+    """Per layer, the hook of the post-attention norm's scale (``[batch, pos, 1]``); empty without post-norms."""
+    return [hook_attn_post_scale(layer) for layer in range(model.cfg.n_layers)] if has_post_norm(model) else []
+
+
+def head_term_weights(model: HookedTransformer, layer: int) -> Float[Tensor, "head d_head d_model"]:
+    """The map from a head's ``z`` (divided by the post-norm scale, if any) to its term in the residual stream.
+
+    ``W_O`` itself without post-norms (the same tensor as :func:`head_weights`'s); with them,
+    ``W_O`` with ``ln1_post``'s weight folded in, so that ``(z / s) @ head_term_weights`` is the
+    head's term (module docstring).
+    """
+    w_o: Tensor = model.blocks[layer].attn.W_O.detach()
+    if has_post_norm(model):
+        w_o = w_o * model.blocks[layer].ln1_post.w.detach()
+    return w_o
 
 
 @contextmanager

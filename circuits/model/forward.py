@@ -223,7 +223,10 @@ def embeddings(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Fl
 
 
 def shared_prefix(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], length: int) -> SharedPrefix:
-    """Run positions ``< length`` of ``tokens`` once (no gradients) and keep their keys and values."""
+    """Run positions ``< length`` of ``tokens`` once (no gradients) and keep their keys and values.
+
+    Keys are kept as the key/value cache holds them (after a per-head key norm, :func:`_cached_keys`).
+    """
     n = model.cfg.n_layers
     keys: list[Tensor] = []
     values: list[Tensor] = []
@@ -231,7 +234,7 @@ def shared_prefix(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], le
         names = [h(layer) for layer in range(n) for h in (hook_k, hook_v)]
         with torch.no_grad():
             _, cache = run_with_cache(model, tokens[:, :length], names)
-        keys = [cache[hook_k(layer)] for layer in range(n)]
+        keys = [_cached_keys(model, layer, cache[hook_k(layer)]) for layer in range(n)]
         values = [cache[hook_v(layer)] for layer in range(n)]
     pos_embed = None
     if model.cfg.positional_embedding_type == "shortformer":

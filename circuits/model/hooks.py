@@ -76,6 +76,14 @@ def hook_mlp_in(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_in"
 
 
+def hook_attn_out(layer: int) -> str:
+    """Block ``layer``'s attention output as added to the residual stream (after any post-norm).
+
+    Shape ``[batch, pos, d_model]``.
+    """
+    return f"blocks.{layer}.hook_attn_out"
+
+
 def hook_resid_mid(layer: int) -> str:
     """Residual stream between block ``layer``'s attention and its MLP: ``[batch, pos, d_model]``."""
     return f"blocks.{layer}.hook_resid_mid"
