@@ -61,8 +61,9 @@ from tasks import TASKS, Metric, PromptPairDataset, Task
 
 
 def head_importance(scores: Scores) -> Float[Tensor, " head"]:
-    """``|value|`` per head (layer-major); unscored heads get ``-inf``."""
-    v = scores.head_matrix(normalized=False).flatten().abs()
+    """``|value|`` per head (layer-major); unscored heads get ``-inf``. Edge scores (EAP-IG) count
+    per head as the sum of the head's outgoing edges (:meth:`Scores.to_nodes`)."""
+    v = scores.to_nodes().head_matrix(normalized=False).flatten().abs()
     return torch.where(v.isnan(), torch.full_like(v, -math.inf), v)
 
 
