@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from circuits.errors import HeadgraphError
+from circuits.evaluation import task_overlap
 from circuits.graph import Node
 from circuits.groundtruth.planted import ALPHA, Planted
 from circuits.groundtruth.planted_ioi import ioi_model
@@ -108,6 +109,13 @@ def test_scaling_cannot_repair_what_has_no_attention_left(result: RepairResult) 
     """γ·a with a ≈ 0 stays ≈ 0: the selection had a real choice and took FORCE."""
     scaled = [t for t in result.trials if t.edit.kind is EditKind.SCALE]
     assert scaled and all(t.outcome.metric < result.after.metric - ALPHA for t in scaled)
+
+
+def test_the_result_keeps_both_patching_sweeps(result: RepairResult) -> None:
+    """The stored sweeps are the ones the circuits came from: recomputing the overlap gives the same heads."""
+    again = task_overlap([result.source_scores], [result.target_scores], PLANTED_CONFIG.fraction)
+    assert (again.a, again.b, again.shared) == (result.overlap.a, result.overlap.b, result.overlap.shared)
+    assert result.source_scores.baseline.clean != result.target_scores.baseline.clean  # intact vs broken model
 
 
 def test_nothing_to_redirect_is_a_clear_error(planted: Planted) -> None:

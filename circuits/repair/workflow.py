@@ -185,7 +185,12 @@ class Collateral:
 
 @dataclass(frozen=True)
 class RepairResult:
-    """Everything :func:`repair` measured (module docstring)."""
+    """Everything :func:`repair` measured (module docstring).
+
+    ``source_scores`` and ``target_scores`` are the two all-head patching sweeps of step 1 (source
+    task; target selection prompts), kept so that callers can draw them or recompute the overlap at
+    other thresholds (:func:`circuits.evaluation.overlap_curve`) without patching again.
+    """
 
     model: str
     source: str
@@ -195,6 +200,8 @@ class RepairResult:
     n_target: int
     config: RepairConfig
     overlap: Overlap
+    source_scores: Scores
+    target_scores: Scores
     heads: tuple[HeadReport, ...]
     trials: tuple[Trial, ...]
     chosen: HeadEdit
@@ -366,6 +373,8 @@ def repair(
         n_target=len(target),
         config=config,
         overlap=overlap,
+        source_scores=src_scores,
+        target_scores=tgt_scores,
         heads=heads,
         trials=trials,
         chosen=chosen,
