@@ -19,11 +19,11 @@ import torch
 from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation, baseline
+from circuits.discovery.base import Ablation, baseline, corrupt_means
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.interventions import AblateHead, intervene
-from circuits.model import hook_z, run_with_cache
+from circuits.model import hook_z
 from circuits.scores import Baseline
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
@@ -37,14 +37,8 @@ def head_means(
 ) -> Float[torch.Tensor, "layer head d_head"]:
     """Every head's mean output (``hook_z``) over the corrupt prompts' real (unpadded) positions."""
     names = [hook_z(layer) for layer in range(model.cfg.n_layers)]
-    total = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head, dtype=torch.float64)
-    count = 0
-    for batch in data.batches(batch_size):
-        _, cache = run_with_cache(model, batch.corrupt, names)
-        valid = torch.arange(batch.corrupt.shape[1], device=batch.corrupt.device)[None] < batch.lengths[:, None]
-        count += int(valid.sum())
-        total += torch.stack([cache[n][valid].double().sum(0).cpu() for n in names])
-    return (total / count).to(model.cfg.dtype)
+    means = corrupt_means(model, data, names, batch_size)
+    return torch.stack([means[n] for n in names])
 
 
 def knockout_heads(

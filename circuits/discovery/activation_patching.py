@@ -25,12 +25,11 @@ from enum import Enum
 from typing import ClassVar
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
+from circuits.discovery.base import METHODS, Ablation, check_positive, corrupt_means, method_params, summed_scores
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
@@ -240,13 +239,4 @@ class ActivationPatching:
         names = [hook_z(layer) for layer in range(model.cfg.n_layers)]
         if with_mlps:
             names += [hook_mlp_out(layer) for layer in range(model.cfg.n_layers)]
-        sums: dict[str, Float[Tensor, ...]] = {}
-        count = 0
-        for batch in data.batches(self.batch_size):
-            _, cache = run_with_cache(model, batch.corrupt, names)
-            valid = torch.arange(batch.corrupt.shape[1])[None, :] < batch.lengths[:, None]  # (b, pos)
-            count += int(valid.sum())
-            for name, act in cache.items():
-                s = act[valid].double().sum(0)  # (...) summed over real tokens
-                sums[name] = sums[name] + s if name in sums else s
-        return {name: (s / count).to(model.cfg.dtype) for name, s in sums.items()}
+        return corrupt_means(model, data, names, self.batch_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -19,7 +20,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph
-from circuits.model import run_to_logits
+from circuits.model import run_to_logits, run_with_cache
 from circuits.scores import Baseline, Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -33,6 +34,7 @@ __all__ = [
     "build_method",
     "check_ablation",
     "check_positive",
+    "corrupt_means",
     "method_params",
     "summed_scores",
 ]
@@ -125,6 +127,32 @@ def summed_scores(
         params=params,
         seconds=time.perf_counter() - start,
     )
+
+
+@torch.inference_mode()
+def corrupt_means(
+    model: HookedTransformer,
+    data: PromptPairDataset,
+    names: Sequence[str],
+    batch_size: int,
+    transform: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> dict[str, Tensor]:
+    """The mean of each hooked activation over the corrupt prompts' real (unpadded) tokens.
+
+    ``transform`` maps each batch's cache before averaging (e.g. outputs to residual-stream terms).
+    Means are accumulated in float64 and returned in the model's dtype, one entry per cache entry.
+    """
+    sums: dict[str, Tensor] = {}
+    count = 0
+    for batch in data.batches(batch_size):
+        _, cache = run_with_cache(model, batch.corrupt, list(names))
+        cache = transform(cache) if transform is not None else cache
+        valid = torch.arange(batch.corrupt.shape[1], device=batch.corrupt.device)[None] < batch.lengths[:, None]
+        count += int(valid.sum())
+        for name, act in cache.items():
+            s = act[valid].double().sum(0)
+            sums[name] = sums[name] + s if name in sums else s
+    return {name: (s / count).to(model.cfg.dtype) for name, s in sums.items()}
 
 
 @torch.inference_mode()

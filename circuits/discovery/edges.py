@@ -34,7 +34,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation
+from circuits.discovery.base import Ablation, corrupt_means
 from circuits.graph import QKV, Graph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
@@ -350,18 +350,9 @@ def mean_sender_acts(
 ) -> SenderActs:
     """Each sender's mean output (with ``terms``, mean term) over the corrupt prompts' real (unpadded)
     tokens, as one "position"."""
-    sums: dict[str, Tensor] = {}
-    count = 0
-    with torch.inference_mode():
-        for batch in data.batches(batch_size):
-            _, cache = run_with_cache(model, batch.corrupt, sender_hook_names(model, terms=terms))
-            cache = term_cache(model, cache) if terms else cache
-            valid = torch.arange(batch.corrupt.shape[1], device=batch.corrupt.device)[None] < batch.lengths[:, None]
-            count += int(valid.sum())
-            for name, act in cache.items():
-                s = act[valid].double().sum(0)
-                sums[name] = sums[name] + s if name in sums else s
-    means = {name: (s / count).to(model.cfg.dtype)[None, None] for name, s in sums.items()}  # (1, 1, ...)
+    transform = (lambda cache: term_cache(model, cache)) if terms else None
+    sums = corrupt_means(model, data, sender_hook_names(model, terms=terms), batch_size, transform)
+    means = {name: m[None, None] for name, m in sums.items()}  # (1, 1, ...)
     one = ActivePositions(torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
     return acts_from_cache(model, means, one)
 
