@@ -39,7 +39,7 @@ from circuits.discovery.edge_ablation import AblationBatch, ablated_logits, prep
 from circuits.discovery.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node
-from circuits.model import check_edge_support, graph_of, run_to_logits
+from circuits.model import PrefixGuard, check_edge_support, graph_of, run_to_logits
 from circuits.scores import Circuit, Level, Scores
 from circuits.selection import Ranking, edge_mask, greedy, top_k
 from tasks import PromptPairDataset
@@ -207,7 +207,10 @@ class CircuitRunner:
         self.graph: Graph = graph_of(model)
         self.layout = EdgeLayout(self.graph)
         means = mean_sender_acts(model, data, batch_size, terms=True) if ablation is Ablation.MEAN else None
-        self.batches: list[AblationBatch] = [prepare_batch(model, b, ablation, means) for b in data.batches(batch_size)]
+        guard = PrefixGuard()
+        self.batches: list[AblationBatch] = [
+            prepare_batch(model, b, ablation, means, guard) for b in data.batches(batch_size)
+        ]
         with torch.inference_mode():
             clean = [
                 metric(run_to_logits(model, p.batch.clean, p.batch.answer_pos), p.batch.targets) for p in self.batches

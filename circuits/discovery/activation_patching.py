@@ -137,7 +137,7 @@ class ActivationPatching:
             out_names += [hook_mlp_out(layer) for layer in range(n_layers)]
         for batch in self._ordered(data).batches(self.batch_size):
             b, pos = len(batch), batch.answer_pos
-            run = resumable_run(model, batch.clean, self._prefix(batch), [])
+            run = resumable_run(model, batch.clean, self._prefix(batch), [], check_pos=pos)
             m_clean = metric(logits_at(model, run.final_resid, pos), batch.targets)
             sums[0] += m_clean.double().sum()
             sums[2] += acc(logits_at(model, run.final_resid, pos), batch.targets).double().sum()

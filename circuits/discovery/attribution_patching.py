@@ -35,6 +35,7 @@ from circuits.discovery.edges import (
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
+    PrefixGuard,
     HookFn,
     SharedPrefix,
     embeddings,
@@ -43,7 +44,6 @@ from circuits.model import (
     hook_z,
     logits_at,
     run_after_prefix,
-    shared_prefix,
 )
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -88,10 +88,11 @@ class AttributionPatching:
         sums = torch.zeros(4, dtype=torch.float64)
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
+        guard = PrefixGuard()
         for batch in tqdm(data.batches(self.batch_size), total=n_batches, desc=self.name, disable=not progress):
-            shared = prefix_length(batch, self.ablation)
-            pos = ActivePositions.of(batch, from_first_difference=self.ablation is Ablation.RESAMPLE).shift(shared)
-            prefix = shared_prefix(model, batch.clean, shared)
+            prefix = guard.prefix(model, batch.clean, prefix_length(batch, self.ablation), batch.answer_pos)
+            from_first = self.ablation is Ablation.RESAMPLE
+            pos = ActivePositions.of(batch, from_first_difference=from_first).shift(prefix.length)
             corrupt = corrupt_run(model, batch, pos, self.ablation, means, prefix)
             wanted = [hook_z(layer) for layer in range(n_layers)]
             wanted += [hook_mlp_out(layer) for layer in range(n_layers)] if with_mlps else []

@@ -58,6 +58,7 @@ from circuits.discovery.edges import (
     sender_hook_names,
 )
 from circuits.model import (
+    PrefixGuard,
     HookFn,
     SharedPrefix,
     attn_input_norm,
@@ -74,7 +75,6 @@ from circuits.model import (
     logits_at,
     receiver_inputs,
     run_after_prefix,
-    shared_prefix,
 )
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -166,8 +166,9 @@ def edge_attribution(
     sums = torch.zeros(4, dtype=torch.float64)  # clean metric, corrupt metric, clean acc, corrupt acc
     n_batches = -(-len(data) // batch_size)
     bar = tqdm(total=n_batches * steps, desc=f"{name} ({len(data)} pairs)", unit="pass", disable=not progress)
+    guard = PrefixGuard()
     for batch in data.batches(batch_size):
-        dense, batch_sums = _batch_scores(model, layout, batch, metric, ablation, means, steps, bar)
+        dense, batch_sums = _batch_scores(model, layout, batch, metric, ablation, means, steps, bar, guard)
         total += dense
         sums += batch_sums
     bar.close()
@@ -277,17 +278,17 @@ def _batch_scores(
     means: SenderActs | None,
     steps: int,
     bar: tqdm,
+    guard: PrefixGuard,
 ) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
     """Summed (not averaged) dense edge scores of one batch, and its baseline sums."""
-    start = prefix_length(batch, ablation)
-    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(start)
     acc = Accuracy()
     grads: Tensor | None = None
     run: GradientRun | None = None
     with receiver_inputs(model, split_qkv=False):  # per-query-head keys and values, also in the prefix
-        prefix = shared_prefix(model, batch.clean, start)
+        prefix = guard.prefix(model, batch.clean, prefix_length(batch, ablation), batch.answer_pos)
+        pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(prefix.length)
         corrupt = corrupt_run(model, batch, pos, ablation, means, prefix, terms=True)
-        clean_embed = embeddings(model, batch.clean)[:, start:]
+        clean_embed = embeddings(model, batch.clean)[:, prefix.length :]
         for k in range(1, steps + 1):
             # k == steps is the clean run itself, unmixed (so one step is EAP exactly)
             alpha = k / steps

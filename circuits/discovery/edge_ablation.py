@@ -34,6 +34,7 @@ from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, co
 from circuits.graph import QKV
 from circuits.model import (
     HookFn,
+    PrefixGuard,
     SharedPrefix,
     check_edge_support,
     embeddings,
@@ -50,7 +51,6 @@ from circuits.model import (
     logits_at,
     receiver_inputs,
     run_after_prefix,
-    shared_prefix,
 )
 from tasks import PromptPairDataset
 
@@ -79,19 +79,26 @@ class AblationBatch:
 
 
 def prepare_batch(
-    model: HookedTransformer, batch: PromptPairDataset, ablation: Ablation, means: SenderActs | None = None
+    model: HookedTransformer,
+    batch: PromptPairDataset,
+    ablation: Ablation,
+    means: SenderActs | None = None,
+    guard: PrefixGuard | None = None,
 ) -> AblationBatch:
     """Run what every circuit of ``batch`` shares (the corrupt forward, for resample ablation).
 
-    ``means`` (mean ablation) are mean terms: ``mean_sender_acts(..., terms=True)``.
+    ``means`` (mean ablation) are mean terms: ``mean_sender_acts(..., terms=True)``. ``guard``
+    checks the shared prefix against a plain forward pass (pass one guard for all batches of a run;
+    without one, this batch's prefix is checked).
     """
     check_edge_support(model)
-    start = prefix_length(batch, ablation)
-    pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(start)
+    guard = guard if guard is not None else PrefixGuard()
     with receiver_inputs(model, split_qkv=False):  # keys per query head, as ablated runs compute them
-        prefix = shared_prefix(model, batch.clean, start)
+        prefix = guard.prefix(model, batch.clean, prefix_length(batch, ablation), batch.answer_pos)
+        pos = ActivePositions.of(batch, from_first_difference=ablation is Ablation.RESAMPLE).shift(prefix.length)
         run = corrupt_run(model, batch, pos, ablation, means, prefix, terms=True)
-    return AblationBatch(batch, pos, run.ablated, run.logits, prefix, embeddings(model, batch.clean)[:, start:])
+    embed = embeddings(model, batch.clean)[:, prefix.length :]
+    return AblationBatch(batch, pos, run.ablated, run.logits, prefix, embed)
 
 
 @torch.inference_mode()

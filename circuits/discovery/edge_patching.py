@@ -20,7 +20,7 @@ from transformer_lens import HookedTransformer
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
 from circuits.discovery.edges import EdgeLayout, mean_sender_acts
-from circuits.model import graph_of, run_to_logits
+from circuits.model import PrefixGuard, graph_of, run_to_logits
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -65,8 +65,9 @@ class EdgePatching:
         bar = tqdm(
             total=n_batches * n_edges, desc=f"edge patching ({len(data)} pairs)", unit="edge", disable=not progress
         )
+        guard = PrefixGuard()
         for batch in data.batches(self.batch_size):
-            prepared = prepare_batch(model, batch, self.ablation, means)
+            prepared = prepare_batch(model, batch, self.ablation, means, guard)
             clean = run_to_logits(model, batch.clean, batch.answer_pos)
             corrupt = run_to_logits(model, batch.corrupt, batch.answer_pos)
             m_clean = metric(clean, batch.targets)

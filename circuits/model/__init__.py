@@ -38,6 +38,8 @@ from circuits.model.edges import (
 )
 from circuits.model.facts import ModelInfo, graph_of, model_info, prepare_model_, text_tokenizer
 from circuits.model.forward import (
+    PrefixFallbackWarning,
+    PrefixGuard,
     ResumableRun,
     SharedPrefix,
     embeddings,
@@ -130,6 +132,8 @@ __all__ = [
     "logits_at",
     "model_info",
     "prepare_model_",
+    "PrefixFallbackWarning",
+    "PrefixGuard",
     "receiver_inputs",
     "resumable_run",
     "resume_to_logits",

@@ -61,13 +61,22 @@ def model_info(model: HookedTransformer) -> ModelInfo:
 def prepare_model_(model: HookedTransformer) -> HookedTransformer:
     """Put ``model`` in the state every headgraph method expects, and return it.
 
+    Its tokenizer pads on the right. Task prompts are right-padded tensors that carry their own
+    lengths; given token ids, TransformerLens infers an attention mask from them only for a tokenizer
+    that pads on the left, and that mask hides every *leading* token equal to the pad id (a real
+    first token, such as a BOS that shares the pad id) and shifts absolute positions. Runs that
+    start from embeddings (shared prefixes, resumed runs) never see that mask, so with it the same
+    prompt would give different logits on different paths.
+
     Warning:
         Mutates ``model``: evaluation mode, parameters frozen (methods that need gradients take
-        them with respect to activations, not weights).
+        them with respect to activations, not weights), tokenizer padding side.
     """
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if model.tokenizer is not None and getattr(model.tokenizer, "padding_side", "right") != "right":
+        model.tokenizer.padding_side = "right"
     return model
 
 

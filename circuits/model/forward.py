@@ -1,8 +1,17 @@
 """Forward helpers that avoid computing what a metric does not read: answer-position unembedding,
-resumable runs, shared-prefix key/value caches."""
+resumable runs, shared-prefix key/value caches.
+
+Both shortcuts (a run resumed after a prefix whose keys and values are cached, a suffix run after a
+:class:`SharedPrefix`) rest on causality: positions before the prefix's end cannot see what comes
+after it. They are checked, not trusted: :func:`resumable_run` (given ``check_pos``) and
+:class:`PrefixGuard` compare the shortcut with one plain forward pass of the same prompts and, if the
+answer logits differ by more than :func:`prefix_tolerance`, warn (:class:`PrefixFallbackWarning`)
+and run without a prefix, which is slower but exact by definition.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,6 +107,41 @@ class ResumableRun:
     cache: dict[str, Tensor]
 
 
+class PrefixFallbackWarning(UserWarning):
+    """A shared-prefix shortcut disagreed with a plain forward pass; the run went on without it."""
+
+
+PREFIX_RTOL = 1e-4
+"""Relative tolerance of the prefix check in float32 (and float64): answer logits may differ by this
+times ``max(1, largest |logit|)``. Half-precision dtypes get eight machine epsilons instead."""
+
+
+def prefix_tolerance(model: HookedTransformer, logits: Tensor) -> float:
+    """How far the answer logits of a prefix shortcut may be from a plain forward's.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> m = SimpleNamespace(cfg=SimpleNamespace(dtype=torch.float32))
+        >>> prefix_tolerance(m, torch.tensor([[-30.0, 2.0]]))
+        0.003
+    """
+    eps = torch.finfo(model.cfg.dtype).eps
+    rtol = max(PREFIX_RTOL, 8 * eps) if eps > 1e-6 else PREFIX_RTOL
+    scale = max(1.0, float(logits.detach().abs().max())) if logits.numel() else 1.0
+    return round(rtol * scale, 12)
+
+
+def _fallback_warning(model: HookedTransformer, length: int, error: float, tolerance: float) -> None:
+    warnings.warn(
+        PrefixFallbackWarning(
+            f"{model.cfg.model_name}: running after a shared prefix of {length} positions changed the answer "
+            f"logits by {error:.3g} (tolerance {tolerance:.3g}) against one plain forward pass; running without "
+            "the prefix (exact, slower)"
+        ),
+        stacklevel=3,
+    )
+
+
 def _keys_reproducible(model: HookedTransformer) -> bool:
     """Whether :func:`_cached_keys` can rebuild, from ``hook_k``, the keys TransformerLens caches.
 
@@ -123,13 +167,36 @@ def _cached_keys(model: HookedTransformer, layer: int, k: Tensor) -> Tensor:
 
 
 def resumable_run(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], prefix: int, names: list[str]
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    prefix: int,
+    names: list[str],
+    *,
+    check_pos: Int[Tensor, " batch"] | None = None,
 ) -> ResumableRun:
     """Run ``tokens`` once, keeping what :func:`resume_to_logits` needs (see :class:`ResumableRun`).
 
     ``prefix`` falls back to 0 (no shared prefix, still exact) for models whose cached keys cannot be
-    rebuilt from ``hook_k`` (see :func:`_keys_reproducible`); callers read ``run.prefix``.
+    rebuilt from ``hook_k`` (see :func:`_keys_reproducible`), and, when ``check_pos`` is given, when a
+    run resumed at layer 0 with no hooks does not reproduce this run's logits at ``check_pos`` (a
+    :class:`PrefixFallbackWarning` says by how much). Callers read ``run.prefix``. Hooks active
+    around this call see the check's resumed pass too: give ``check_pos`` only without them.
     """
+    run = _resumable_run(model, tokens, prefix, names)
+    if run.prefix and check_pos is not None:
+        with torch.no_grad():
+            plain = logits_at(model, run.final_resid, check_pos)
+            resumed = resume_to_logits(model, run, 0, 1, check_pos, [])
+        error, tolerance = float((plain - resumed).abs().max()), prefix_tolerance(model, plain)
+        if not error <= tolerance:
+            _fallback_warning(model, run.prefix, error, tolerance)
+            run = _resumable_run(model, tokens, 0, names)
+    return run
+
+
+def _resumable_run(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], prefix: int, names: list[str]
+) -> ResumableRun:
     prefix = prefix if _keys_reproducible(model) else 0
     n = model.cfg.n_layers
     kv = [h(layer) for layer in range(n) for h in (hook_k, hook_v)] if prefix else []
@@ -274,3 +341,53 @@ def run_after_prefix(
             shortformer_pos_embed=pos_embed,
         )
     return out
+
+
+@dataclass
+class PrefixGuard:
+    """Checks, once per run, that :func:`run_after_prefix` reproduces a plain forward pass.
+
+    A method makes one guard per run and asks it for every batch's prefix. The first non-empty
+    prefix is checked: the batch's prompts also run once without it, and the answer logits of both
+    are compared (cost: one plain forward and one suffix forward, once per run). If they differ by
+    more than :func:`prefix_tolerance`, the guard warns (:class:`PrefixFallbackWarning`) and every
+    prefix of the run is empty from then on: positions are computed from the start, exactly.
+    Callers read ``prefix.length``, never the length they asked for.
+
+    Attributes:
+        checked: whether the check has run.
+        trusted: whether prefixes are used (False after a failed check).
+        error: the largest answer-logit difference the check measured (NaN before it runs).
+    """
+
+    checked: bool = False
+    trusted: bool = True
+    error: float = float("nan")
+
+    def prefix(
+        self, model: HookedTransformer, tokens: Int[Tensor, "batch pos"], length: int, pos: Int[Tensor, " batch"]
+    ) -> SharedPrefix:
+        """The shared prefix of ``tokens``'s first ``length`` positions, or an empty one once untrusted.
+
+        Args:
+            model: the model (inside the same :func:`receiver_inputs` flags as the runs that use it).
+            tokens: the prompts whose prefix is cached.
+            length: shared positions asked for.
+            pos: each prompt's answer position (where the check compares logits).
+        """
+        prefix = shared_prefix(model, tokens, length if self.trusted else 0)
+        if not prefix.length or self.checked:
+            return prefix
+        self.checked = True
+        with torch.no_grad():
+            plain = run_to_logits(model, tokens, pos)
+            after = logits_at(
+                model, run_after_prefix(model, embeddings(model, tokens)[:, prefix.length :], prefix), pos - length
+            )
+        self.error = float((plain - after).abs().max())
+        tolerance = prefix_tolerance(model, plain)
+        if self.error <= tolerance:
+            return prefix
+        self.trusted = False
+        _fallback_warning(model, length, self.error, tolerance)
+        return shared_prefix(model, tokens, 0)

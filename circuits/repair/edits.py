@@ -245,17 +245,13 @@ class EditEvaluator:
         cfg = self.model.cfg
         total = torch.zeros(cfg.n_layers, cfg.n_heads, cfg.d_head, dtype=torch.float64)
 
-        def adder(layer: int, pos: Tensor) -> HookFn:
-            def add(z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
-                total[layer] += z[torch.arange(z.shape[0], device=z.device), pos.to(z.device)].double().sum(0).cpu()
-                return z
-
-            return add
-
         for batch in self.data.batches(self.batch_size):
-            hooks = [(hook_z(layer), adder(layer, batch.answer_pos)) for layer in range(cfg.n_layers)]
-            with with_hooks(self.model, hooks):
-                run = resumable_run(self.model, batch.clean, int(batch.answer_pos.min()), [])
+            pos = batch.answer_pos
+            names = [hook_z(layer) for layer in range(cfg.n_layers)]
+            run = resumable_run(self.model, batch.clean, int(pos.min()), names, check_pos=pos)
+            for layer, name in enumerate(names):
+                z = run.cache.pop(name)  # (batch, pos, head, d_head)
+                total[layer] += z[torch.arange(z.shape[0], device=z.device), pos.to(z.device)].double().sum(0).cpu()
             self._runs.append((batch, run))
         mean = (total / len(self.data)).to(cfg.dtype)
         self._means = {Node.of_head(i, h): mean[i, h] for i in range(cfg.n_layers) for h in range(cfg.n_heads)}
