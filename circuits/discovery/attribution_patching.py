@@ -35,8 +35,8 @@ from circuits.discovery.edges import (
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
-    PrefixGuard,
     HookFn,
+    PrefixGuard,
     SharedPrefix,
     embeddings,
     graph_of,

@@ -58,8 +58,8 @@ from circuits.discovery.edges import (
     sender_hook_names,
 )
 from circuits.model import (
-    PrefixGuard,
     HookFn,
+    PrefixGuard,
     SharedPrefix,
     attn_input_norm,
     check_edge_support,

@@ -20,6 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from circuits.errors import HeadgraphError
 from circuits.model.hooks import (
     HOOK_POS_EMBED,
     HookFn,
@@ -324,7 +325,10 @@ def run_after_prefix(
     """
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry as Entry
 
-    copies = resid.shape[0] // (prefix.keys[0].shape[0] if prefix.keys else resid.shape[0])
+    batch = prefix.keys[0].shape[0] if prefix.keys else None
+    if batch is None and prefix.pos_embed is not None:  # no cached positions, but per-prompt position embeddings
+        batch = prefix.pos_embed.shape[0]
+    copies = resid.shape[0] // (batch or resid.shape[0])
     past = None
     if prefix.length:
         past = [
@@ -389,5 +393,15 @@ class PrefixGuard:
         if self.error <= tolerance:
             return prefix
         self.trusted = False
+        empty = shared_prefix(model, tokens, 0)
+        with torch.no_grad():
+            from_embeddings = logits_at(model, run_after_prefix(model, embeddings(model, tokens), empty), pos)
+        error = float((plain - from_embeddings).abs().max())
+        if not error <= tolerance:
+            raise HeadgraphError(
+                f"{model.cfg.model_name}: a forward pass from the embeddings disagrees with one from the token ids "
+                f"by {error:.3g} in the answer logits (tolerance {tolerance:.3g}), so no exact patching is possible; "
+                "a tokenizer that pads on the left? Pass the model through circuits.prepare_model_ first"
+            )
         _fallback_warning(model, length, self.error, tolerance)
-        return shared_prefix(model, tokens, 0)
+        return empty

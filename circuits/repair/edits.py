@@ -44,7 +44,6 @@ from circuits.model import (
     logits_at,
     resumable_run,
     resume_to_logits,
-    with_hooks,
 )
 from circuits.repair.roles import Role, RolePositions, role_mask, role_positions
 from tasks import PromptPairDataset
