@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
@@ -289,42 +289,77 @@ def jaccard(a: Collection[object], b: Collection[object]) -> float:
 class Evaluation:
     """Scores of one method against one ground truth.
 
+    A part that is undefined for this pair of scores and truth is NaN (``at_k``: None), never an
+    error that would throw away the parts that are defined; :attr:`undefined` says why.
+
     Attributes:
         node_auc: trapezoid node ROC AUC.
         node_auc_pessimistic: ACDC's pessimistic node ROC AUC.
-        edge_auc: trapezoid edge ROC AUC (NaN without edge scores or truth edges).
-        edge_auc_pessimistic: pessimistic edge ROC AUC (NaN likewise).
-        at_k: node precision/recall at k = the number of ground-truth nodes evaluated.
+        edge_auc: trapezoid edge ROC AUC.
+        edge_auc_pessimistic: pessimistic edge ROC AUC.
+        at_k: node precision/recall at k = the number of ground-truth nodes evaluated (None when
+            no ground-truth node is evaluated).
         n_nodes: nodes evaluated.
         n_truth_nodes: ground-truth nodes among them.
+        undefined: why each NaN part is undefined: ``{"node": reason, "edge": reason}``.
     """
 
     node_auc: float
     node_auc_pessimistic: float
     edge_auc: float
     edge_auc_pessimistic: float
-    at_k: PrecisionRecall
+    at_k: PrecisionRecall | None
     n_nodes: int
     n_truth_nodes: int
+    undefined: dict[str, str] = field(default_factory=dict)
+
+
+def _aucs(imp: Tensor, lab: Tensor, zero_tol: float, what: str) -> tuple[float, float, str]:
+    """Trapezoid and pessimistic AUC, or NaN and the reason the curve is undefined."""
+    n_pos, n_neg = int(lab.sum()), int((~lab).sum())
+    if n_pos == 0 or n_neg == 0:
+        reason = f"{n_pos} of the {n_pos + n_neg} {what} evaluated are in the ground truth: a ROC curve needs both"
+        return math.nan, math.nan, reason
+    curve = roc_curve(imp, lab, zero_tol=zero_tol)
+    return auc(curve), auc(curve, AucVariant.PESSIMISTIC), ""
 
 
 def evaluate(scores: Scores, truth: Circuit, *, zero_tol: float = ZERO_TOL) -> Evaluation:
-    """Node (and, for edge scores against a truth with edges, edge) ROC AUC and precision/recall."""
+    """Node (and, for edge scores against a truth with edges, edge) ROC AUC and precision/recall.
+
+    Examples:
+        >>> from circuits.scores import Baseline
+        >>> g = Graph(n_layers=1, n_heads=2)
+        >>> s = Scores(g, Level.NODE, torch.tensor([0.0, 2.0, 1.0, 0.0]), "toy", Baseline("logit-diff", 1.0, 0.0))
+        >>> r = evaluate(s, Circuit(g, frozenset({g.nodes[1]}), frozenset()))
+        >>> r.node_auc, math.isnan(r.edge_auc), r.undefined["edge"]
+        (1.0, True, 'node-level scores have no edges')
+    """
     imp, lab, _ = labels(scores, truth, Level.NODE)
-    node = roc_curve(imp, lab, zero_tol=zero_tol)
+    undefined: dict[str, str] = {}
+    node_t, node_p, why = _aucs(imp, lab, zero_tol, "nodes")
+    if why:
+        undefined["node"] = why
     edge_t = edge_p = math.nan
-    if scores.level is Level.EDGE and truth.edges:
+    if scores.level is not Level.EDGE:
+        undefined["edge"] = "node-level scores have no edges"
+    elif not truth.edges:
+        undefined["edge"] = "the ground truth names no edges"
+    else:
         e_imp, e_lab, _ = labels(scores, truth, Level.EDGE)
-        curve = roc_curve(e_imp, e_lab, zero_tol=zero_tol)
-        edge_t, edge_p = auc(curve), auc(curve, AucVariant.PESSIMISTIC)
+        edge_t, edge_p, why = _aucs(e_imp, e_lab, zero_tol, "scored edges")
+        if why:
+            undefined["edge"] = why
+    n_truth = int(lab.sum())
     return Evaluation(
-        node_auc=auc(node),
-        node_auc_pessimistic=auc(node, AucVariant.PESSIMISTIC),
+        node_auc=node_t,
+        node_auc_pessimistic=node_p,
         edge_auc=edge_t,
         edge_auc_pessimistic=edge_p,
-        at_k=precision_recall_at_k(imp, lab, int(lab.sum())),
+        at_k=precision_recall_at_k(imp, lab, n_truth) if n_truth else None,
         n_nodes=int(lab.numel()),
-        n_truth_nodes=int(lab.sum()),
+        n_truth_nodes=n_truth,
+        undefined=undefined,
     )
 
 

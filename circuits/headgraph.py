@@ -88,7 +88,12 @@ class HeadGraph:
                 "settings": dict(self.task.settings),
                 "dropped": dict(self.task.dropped),
             },
-            "method": {"name": s.method, "params": dict(s.params), "seconds": _finite(s.seconds)},
+            "method": {
+                "name": s.method,
+                "params": dict(s.params),
+                "seconds": _finite(s.seconds),
+                "warnings": list(s.warnings),
+            },
             "baseline": {k: _finite(v) if isinstance(v, float) else v for k, v in s.baseline.__dict__.items()},
             "graph": {
                 "n_layers": s.graph.n_layers,
@@ -179,7 +184,16 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
         corrupt_accuracy=_nan(b.get("corrupt_accuracy")),
     )
     m = data["method"]
-    scores = Scores(graph, level, values, str(m["name"]), baseline, dict(m.get("params", {})), _nan(m.get("seconds")))
+    scores = Scores(
+        graph,
+        level,
+        values,
+        str(m["name"]),
+        baseline,
+        dict(m.get("params", {})),
+        _nan(m.get("seconds")),
+        tuple(str(w) for w in m.get("warnings", [])),
+    )
     c = data["circuit"]
     circuit = Circuit(
         graph,

@@ -11,8 +11,9 @@ not score hold NaN.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -23,7 +24,11 @@ from torch import Tensor
 from circuits.errors import HeadgraphError
 from circuits.graph import Edge, Graph, Node, NodeKind
 
-__all__ = ["Baseline", "Circuit", "Level", "Scores"]
+__all__ = ["Baseline", "Circuit", "Level", "Scores", "UninformativeScoresWarning", "flag_uninformative", "no_signal"]
+
+
+class UninformativeScoresWarning(UserWarning):
+    """A method's scores carry no ranking information (all equal, none scored, or a dead component)."""
 
 
 class Level(Enum):
@@ -69,6 +74,7 @@ class Scores:
         params: the method's settings, JSON-ready.
         baseline: clean and corrupt metric, for normalization.
         seconds: wall time of the method.
+        warnings: what the method found wrong with its own result (recorded in the head-graph file).
     """
 
     graph: Graph
@@ -78,6 +84,7 @@ class Scores:
     baseline: Baseline
     params: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = math.nan
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         expected = len(self.items)
@@ -137,7 +144,14 @@ class Scores:
         has[src[scored]] = True
         values = torch.where(has, sums, torch.full_like(sums, torch.nan)).to(self.values.dtype)
         return Scores(
-            g, Level.NODE, values, self.method, self.baseline, {**self.params, "from_edges": True}, self.seconds
+            g,
+            Level.NODE,
+            values,
+            self.method,
+            self.baseline,
+            {**self.params, "from_edges": True},
+            self.seconds,
+            self.warnings,
         )
 
     def threshold(self, t: float) -> Circuit:
@@ -145,6 +159,39 @@ class Scores:
         norm = self.normalized.tolist()
         chosen = [self.items[i] for i in self.order() if abs(norm[i]) >= t]
         return Circuit.from_items(self.graph, chosen, {"rule": "threshold", "t": t})
+
+
+def no_signal(values: Float[Tensor, " n"]) -> str:
+    """Why ``values`` rank nothing (no value scored, or every scored value equal), else ``""``.
+
+    Examples:
+        >>> no_signal(torch.tensor([0.0, 0.0, math.nan]))
+        'every scored value is 0 (2 scored): a ranking of ties'
+        >>> no_signal(torch.tensor([0.5, -1.0]))
+        ''
+    """
+    scored = values[~torch.isnan(values)]
+    if scored.numel() == 0:
+        return "no item is scored"
+    if scored.numel() > 1 and bool((scored == scored[0]).all()):
+        return f"every scored value is {float(scored[0]):g} ({scored.numel()} scored): a ranking of ties"
+    return ""
+
+
+def flag_uninformative(scores: Scores, *reasons: str) -> Scores:
+    """``scores``, with a warning recorded and raised if they carry no ranking information.
+
+    Args:
+        scores: a method's result.
+        reasons: other problems the method found (e.g. a dead sparse autoencoder); empty strings
+            are ignored.
+    """
+    found = [r for r in (no_signal(scores.values), *reasons) if r]
+    if not found:
+        return scores
+    for reason in found:
+        warnings.warn(UninformativeScoresWarning(f"{scores.method}: {reason}"), stacklevel=2)
+    return replace(scores, warnings=(*scores.warnings, *found))
 
 
 @dataclass(frozen=True)

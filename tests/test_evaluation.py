@@ -23,9 +23,9 @@ from circuits.evaluation import (
     stage_heads,
     task_overlap,
 )
-from circuits.graph import Graph, Node
+from circuits.graph import Graph, Node, NodeKind
 from circuits.groundtruth import induction_model, ioi_model
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Baseline, Circuit, Level, Scores
 
 BASE = Baseline("logit-diff", 1.0, 0.0)
 
@@ -151,5 +151,45 @@ def test_exact_patching_scores_perfectly_on_planted_models(planted: object) -> N
     scores = ActivationPatching()(planted.model, data, planted.task.metric, progress=False)
     result = evaluate(scores, planted.truth)
     assert result.node_auc == result.node_auc_pessimistic == 1.0
-    assert result.at_k.precision == result.at_k.recall == 1.0
+    assert result.at_k is not None and result.at_k.precision == result.at_k.recall == 1.0
     assert result.n_truth_nodes == len(planted.circuit_heads)
+
+
+def test_an_undefined_edge_auc_keeps_the_defined_node_auc() -> None:
+    """A method that scores only edges into the logits, against a truth that reaches them only
+    through an MLP: no scored edge is a positive, so the edge AUC is NaN (with the reason), while
+    the node AUC, from the same edges' senders, is defined and kept."""
+    g = Graph(2, 2, has_mlps=True)
+    logits = g.nodes[-1]
+    values = torch.full((len(g.edges),), math.nan)
+    senders = []
+    for i, e in enumerate(g.edges):
+        if e.dst == logits and e.src.kind is NodeKind.HEAD:
+            values[i] = -3.0 if e.src == Node.of_head(0, 1) else -0.1 * (i % 5 + 1)
+            senders.append(e.src)
+    scores = Scores(g, Level.EDGE, values, "path-patching", BASE)
+    mlp = Node.of_mlp(1)
+    truth_edges = [e for e in g.edges if (e.src, e.dst) in {(Node.of_head(0, 1), mlp), (mlp, logits)}]
+    truth = Circuit.from_items(g, truth_edges, {"rule": "hand"})
+    r = evaluate(scores, truth)
+    assert math.isnan(r.edge_auc) and math.isnan(r.edge_auc_pessimistic)
+    assert "0 of the" in r.undefined["edge"] and "scored edges" in r.undefined["edge"]
+    assert r.node_auc == 1.0 and "node" not in r.undefined
+
+
+def test_a_truth_with_no_evaluated_node_gives_nan_and_a_reason() -> None:
+    g = Graph(2, 2)
+    scores = _node_scores(g, {"L0H0": -1.0, "L1H1": -0.5})
+    r = evaluate(scores, Circuit(g, frozenset({g.nodes[0], g.nodes[-1]}), frozenset()))  # input and logits only
+    assert math.isnan(r.node_auc) and r.at_k is None and r.n_truth_nodes == 0
+    assert (
+        r.undefined["node"].startswith("0 of the 4 nodes") and r.undefined["edge"] == "node-level scores have no edges"
+    )
+
+
+def test_score_planted_prints_the_reason_instead_of_failing() -> None:
+    from circuits.groundtruth.benchmark import MethodResult, format_results
+
+    row = MethodResult("path-patching", "ioi L0H1", 1.0, 1.0, math.nan, math.nan, 0.1, notes="edge AUC undefined: x")
+    table = format_results([row])
+    assert "failed" not in table and "edge AUC undefined: x" in table and "| 1.000 |" in table

@@ -129,3 +129,22 @@ def test_bad_files_raise_one_line_errors(tmp_path: Path, content: str, message: 
 def test_missing_file() -> None:
     with pytest.raises(CircuitFileError, match="no such file"):
         HeadGraph.load("/nonexistent/circuit.json")
+
+
+def test_scores_of_ties_warn_and_the_warning_is_kept_in_the_file(tmp_path: Path) -> None:
+    from circuits.commands.common import format_table
+    from circuits.scores import UninformativeScoresWarning, flag_uninformative
+
+    ties = _scores([0.0, 0.0, 0.0, math.nan])
+    with pytest.warns(UninformativeScoresWarning, match="every scored value is 0"):
+        flagged = flag_uninformative(ties, "", "the sparse autoencoder is dead")
+    assert flagged.warnings == (
+        "every scored value is 0 (3 scored): a ranking of ties",
+        "the sparse autoencoder is dead",
+    )
+    hg = HeadGraph(ModelInfo("t", 2, 2, 1, 8, 4, 10, False, "h"), TaskRun("ioi", 0, 4), flagged, flagged.top_k(2))
+    back = HeadGraph.load(hg.save(tmp_path / "c.json"))
+    assert back.scores.warnings == flagged.warnings
+    assert "warning: the sparse autoencoder is dead" in format_table(back, 3)
+    informative = _scores([0.1, -1.0, 0.5, math.nan])
+    assert flag_uninformative(informative) is informative

@@ -24,6 +24,7 @@ from circuits.discovery import (
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.head_outputs import Pooling, head_outputs
+from circuits.scores import UninformativeScoresWarning
 from saes import argmax_codes
 from tasks import Accuracy, LogitDiff, PromptPair, PromptPairDataset, Targets
 from tests.conftest import TinyFactory, random_dataset
@@ -263,3 +264,19 @@ def test_bad_method_settings_raise(bad: dict[str, object]) -> None:
         SAEPatching(shortlist=0)
     with pytest.raises((HeadgraphError, TypeError)):
         SAECodes(pooling="mean")  # type: ignore[arg-type]
+
+
+def test_a_dead_sae_is_warned_about_and_recorded(tiny_model: TinyFactory) -> None:
+    """An L1 weight so large that no latent survives training: every code is NO_CODE, counts are all 0."""
+    model, data = planted(tiny_model), marked_dataset()
+    with pytest.warns(UninformativeScoresWarning) as caught:
+        scores = SAECodes(positives=Positives.ALL, l1_coefficient=1e6, **FAST)(  # type: ignore[arg-type]
+            model, data, METRIC, progress=False
+        )
+    assert any("dead" in w for w in scores.warnings) and any("ties" in w for w in scores.warnings)
+    assert {str(w.message).split(": ", 1)[1] for w in caught} >= set(scores.warnings)
+    with pytest.warns(UninformativeScoresWarning, match="dead"):
+        patched = SAEPatching(positives=Positives.ALL, l1_coefficient=1e6, shortlist=2, **FAST)(  # type: ignore[arg-type]
+            model, data, METRIC, progress=False
+        )
+    assert any("dead" in w for w in patched.warnings)

@@ -27,6 +27,7 @@ def format_table(hg: HeadGraph, top: int) -> str:
         f" · method {hg.scores.method}",
         f"{b.metric}: clean {b.clean:.3f}, corrupt {b.corrupt:.3f} · accuracy: clean {b.clean_accuracy:.1%},"
         f" corrupt {b.corrupt_accuracy:.1%}",
+        *(f"warning: {w}" for w in hg.scores.warnings),
         "",
         f"{'rank':>4}  {'component':<16} {'Δ ' + b.metric:>14} {'normalized':>11}",
     ]

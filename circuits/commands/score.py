@@ -39,6 +39,9 @@ def score_file(args: argparse.Namespace) -> int:
           f"over {r.n_nodes} nodes, {r.n_truth_nodes} in the ground truth")  # fmt: skip
     if hg.scores.level is Level.EDGE:
         print(f"edge ROC AUC: {_fmt(r.edge_auc)} (trapezoid), {_fmt(r.edge_auc_pessimistic)} (pessimistic)")
+    for part, why in r.undefined.items():
+        if not (part == "edge" and hg.scores.level is Level.NODE):
+            print(f"{part} ROC AUC undefined: {why}")
     imp, lab, idx = labels(hg.scores, truth, Level.NODE)
     k_circuit = sum(1 for n in hg.circuit.nodes if n.kind in (NodeKind.HEAD, NodeKind.MLP))
     for what, k in (("ground-truth size", r.n_truth_nodes), ("the file's circuit", k_circuit)):

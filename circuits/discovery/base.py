@@ -21,7 +21,7 @@ from transformer_lens import HookedTransformer
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph
 from circuits.model import run_to_logits, run_with_cache
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Baseline, Level, Scores, flag_uninformative
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
 from tasks.registry import Registry
@@ -118,7 +118,7 @@ def summed_scores(
         start: ``time.perf_counter()`` when the method started.
     """
     m = (sums / n).tolist()
-    return Scores(
+    scores = Scores(
         graph=graph,
         level=level,
         values=(totals / n).float(),
@@ -127,6 +127,7 @@ def summed_scores(
         params=params,
         seconds=time.perf_counter() - start,
     )
+    return flag_uninformative(scores)
 
 
 @torch.inference_mode()

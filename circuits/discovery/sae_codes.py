@@ -48,13 +48,14 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Graph, NodeKind
 from circuits.head_outputs import Pooling, head_outputs
 from circuits.model import graph_of
-from circuits.scores import Baseline, Level, Scores
+from circuits.scores import Baseline, Level, Scores, flag_uninformative
 from saes import (
     Architecture,
     HeadSAEs,
     SAEConfig,
     SAEError,
     Sharing,
+    argmax_codes,
     pair_endpoint_counts,
     train_head_saes,
     unique_code_counts,
@@ -198,6 +199,7 @@ class CodeRun:
         outputs: the head outputs that were coded.
         train_rows: which prompts trained the SAE, as rows of ``cat([positives, negatives])``.
         seconds: wall time of each phase (``collect``, ``train``, ``encode``).
+        health: what is wrong with the trained SAE(s) (:func:`sae_health`), or ``""``.
     """
 
     positives: Int[Tensor, "n_pos head"]
@@ -206,6 +208,7 @@ class CodeRun:
     outputs: PairOutputs
     train_rows: Int[Tensor, " n_train"]
     seconds: dict[str, float] = field(default_factory=dict)
+    health: str = ""
 
     @property
     def baseline(self) -> Baseline:
@@ -288,10 +291,32 @@ def code_run(
     seconds["train"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    codes = saes.codes(pool)
+    latents = saes.latents(pool)
+    codes = argmax_codes(latents)
     n_pos = outputs.positives.shape[0]
     seconds["encode"] = time.perf_counter() - start
-    return CodeRun(codes[:n_pos], codes[n_pos:], saes, outputs, train_rows, seconds)
+    return CodeRun(codes[:n_pos], codes[n_pos:], saes, outputs, train_rows, seconds, sae_health(latents))
+
+
+def sae_health(latents: Float[Tensor, "batch head d_sae"]) -> str:
+    """Whether the SAE(s) are dead: no latent fires on any (prompt, head) vector, so every code is
+    the same and counts of codes carry nothing. Heads silent on their own (a zero output) are not a
+    fault of the SAE and are not reported.
+
+    Examples:
+        >>> lat = torch.zeros(3, 4, 5)
+        >>> sae_health(lat)
+        'the sparse autoencoder is dead: no latent fires on any of the 3 × 4 head outputs (every code is equal)'
+        >>> lat[0, 1, 2] = 1.0
+        >>> sae_health(lat)
+        ''
+    """
+    if bool((latents > 0).any()):
+        return ""
+    return (
+        "the sparse autoencoder is dead: no latent fires on any of the "
+        f"{latents.shape[0]} × {latents.shape[1]} head outputs (every code is equal)"
+    )
 
 
 def _params(method: object, run: CodeRun) -> dict[str, object]:
@@ -340,7 +365,7 @@ class SAECodes(SAECodeSettings):
         else:
             counts = pair_endpoint_counts(unique_pair_counts(run.positives, run.negatives))
         graph = graph_of(model)
-        return Scores(
+        scores = Scores(
             graph=graph,
             level=Level.NODE,
             values=head_values(graph, counts),
@@ -349,6 +374,7 @@ class SAECodes(SAECodeSettings):
             params=_params(self, run),
             seconds=time.perf_counter() - start,
         )
+        return flag_uninformative(scores, run.health)
 
 
 @METHODS.register("sae-code-edges")
@@ -376,7 +402,7 @@ class SAECodeEdges(SAECodeSettings):
                 dst.append(e.dst.layer * graph.n_heads + int(e.dst.head or 0))
         if rows:
             values[torch.tensor(rows)] = -pairs[torch.tensor(src), torch.tensor(dst)]
-        return Scores(
+        scores = Scores(
             graph=graph,
             level=Level.EDGE,
             values=values,
@@ -385,3 +411,4 @@ class SAECodeEdges(SAECodeSettings):
             params=_params(self, run),
             seconds=time.perf_counter() - start,
         )
+        return flag_uninformative(scores, run.health)

@@ -36,7 +36,7 @@ from circuits.discovery.sae_codes import SAECodeSettings, code_run, pair_outputs
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import graph_of
-from circuits.scores import Level, Scores
+from circuits.scores import Level, Scores, flag_uninformative
 from saes import unique_code_counts
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
@@ -117,18 +117,20 @@ class SAEPatching(SAECodeSettings):
         if self.shortlist_by is ShortlistBy.SAE_CODES:
             run = code_run(self, model, data, metric, progress=progress)
             ranking = unique_code_counts(run.positives, run.negatives).tolist()
-            phases, n_pos = dict(run.seconds), int(run.positives.shape[0])
+            phases, n_pos, health = dict(run.seconds), int(run.positives.shape[0]), run.health
         else:
             outputs = pair_outputs(self, model, data, metric, progress=progress)
             ranking = outputs.distance().tolist()
-            phases, n_pos = {"collect": outputs.seconds}, int(outputs.positives.shape[0])
+            phases, n_pos, health = {"collect": outputs.seconds}, int(outputs.positives.shape[0]), ""
         chosen = shortlist_heads(ranking, model.cfg.n_heads, self.shortlist)
         patching = ActivationPatching(
             batch_size=self.patch_batch_size, max_rows=self.max_rows, heads=tuple(str(n) for n in chosen)
         )
         patched = patching(model, data, metric, progress=progress)
         phases["patch"] = patched.seconds
-        return Scores(
+        if health:
+            health += f"; its shortlist of {len(chosen)} heads fell back to ties in graph order"
+        scores = Scores(
             graph=graph_of(model),
             level=Level.NODE,
             values=patched.values,
@@ -141,4 +143,6 @@ class SAEPatching(SAECodeSettings):
                 "seconds_by_phase": {k: round(v, 3) for k, v in phases.items()},
             },
             seconds=time.perf_counter() - start,
+            warnings=patched.warnings,
         )
+        return flag_uninformative(scores, health)

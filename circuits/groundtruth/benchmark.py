@@ -50,6 +50,7 @@ class MethodResult:
         edge_auc_pessimistic: pessimistic edge ROC AUC (NaN likewise).
         seconds: the method's wall time.
         error: the exception, if the method failed (then the AUCs are NaN).
+        notes: why an AUC is undefined (NaN) although the method ran, and warnings about its scores.
     """
 
     method: str
@@ -60,6 +61,7 @@ class MethodResult:
     edge_auc_pessimistic: float
     seconds: float
     error: str = ""
+    notes: str = ""
 
 
 def _label(p: Planted) -> str:
@@ -87,30 +89,45 @@ def score_methods(
                 out.append(MethodResult(name, _label(p), nan, nan, nan, nan, time.perf_counter() - start, repr(err)))
                 continue
             seconds = time.perf_counter() - start
+            notes = [f"{part} AUC undefined: {why}" for part, why in r.undefined.items() if not _expected(part, why)]
+            notes += list(scores.warnings)
             out.append(
                 MethodResult(
-                    name, _label(p), r.node_auc, r.node_auc_pessimistic, r.edge_auc, r.edge_auc_pessimistic, seconds
+                    name,
+                    _label(p),
+                    r.node_auc,
+                    r.node_auc_pessimistic,
+                    r.edge_auc,
+                    r.edge_auc_pessimistic,
+                    seconds,
+                    notes="; ".join(notes),
                 )
             )
     return out
 
 
+def _expected(part: str, why: str) -> bool:
+    """Whether an undefined part needs no note (a node-level method has no edge AUC)."""
+    return part == "edge" and why.startswith("node-level")
+
+
 def format_results(results: Sequence[MethodResult]) -> str:
-    """A markdown table, one row per method and planted model."""
+    """A markdown table, one row per method and planted model; NaN parts say why in the notes."""
 
     def f(x: float) -> str:
         return "—" if math.isnan(x) else f"{x:.3f}"
 
     lines = [
-        "| method | planted model | node AUC | node AUC (pessimistic) | edge AUC | edge AUC (pessimistic) | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| method | planted model | node AUC | node AUC (pessimistic) | edge AUC | edge AUC (pessimistic) | seconds "
+        "| notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.error:
-            lines.append(f"| {r.method} | {r.planted} | failed: {r.error} | | | | {r.seconds:.2f} |")
+            lines.append(f"| {r.method} | {r.planted} | failed: {r.error} | | | | {r.seconds:.2f} | |")
         else:
             lines.append(
                 f"| {r.method} | {r.planted} | {f(r.node_auc)} | {f(r.node_auc_pessimistic)} | {f(r.edge_auc)} "
-                f"| {f(r.edge_auc_pessimistic)} | {r.seconds:.2f} |"
+                f"| {f(r.edge_auc_pessimistic)} | {r.seconds:.2f} | {r.notes} |"
             )
     return "\n".join(lines)

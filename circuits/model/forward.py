@@ -385,6 +385,9 @@ class PrefixGuard:
         self.checked = True
         with torch.no_grad():
             plain = run_to_logits(model, tokens, pos)
+        if not bool(torch.isfinite(plain).all()):
+            raise HeadgraphError(f"{model.cfg.model_name}: the clean prompts' logits are not finite (overflow?)")
+        with torch.no_grad():
             after = logits_at(
                 model, run_after_prefix(model, embeddings(model, tokens)[:, prefix.length :], prefix), pos - length
             )
