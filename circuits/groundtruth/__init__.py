@@ -7,6 +7,7 @@ from circuits.groundtruth.golden import GOLDEN_RECIPES, Golden, GoldenRecipe, bu
 from circuits.groundtruth.planted import PLANTED, Planted, PlantedTask
 from circuits.groundtruth.planted_induction import InductionConfig, PlantedInductionTask, induction_model
 from circuits.groundtruth.planted_ioi import IOIConfig, PlantedIOICorruption, PlantedIOITask, ioi_model
+from circuits.groundtruth.planted_threshold import Route, ThresholdConfig, ThresholdTask, threshold_model
 from circuits.groundtruth.published import EdgeRule, GroundTruth, ModelShape, load_published, published_names
 from circuits.groundtruth.tokens import TokenPair, token_dataset
 from circuits.groundtruth.truth import get_ground_truth, golden_truth, truth_names
@@ -26,6 +27,9 @@ __all__ = [
     "PlantedIOITask",
     "PlantedInductionTask",
     "PlantedTask",
+    "Route",
+    "ThresholdConfig",
+    "ThresholdTask",
     "TokenPair",
     "build_golden",
     "get_ground_truth",
@@ -35,6 +39,7 @@ __all__ = [
     "load_golden",
     "load_published",
     "published_names",
+    "threshold_model",
     "token_dataset",
     "truth_names",
 ]

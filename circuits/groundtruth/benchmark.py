@@ -21,12 +21,14 @@ from circuits.graph import Node
 from circuits.groundtruth.planted import Planted
 from circuits.groundtruth.planted_induction import InductionConfig, induction_model
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
+from circuits.groundtruth.planted_threshold import SINK_CONFIG, ThresholdConfig, threshold_model
 
 __all__ = ["MethodResult", "default_suite", "format_results", "score_methods"]
 
 
 def default_suite() -> list[Planted]:
-    """Two placements of each planted circuit (fresh models: methods may not share state)."""
+    """Two placements of the induction and IOI circuits and the two threshold routes (through a step
+    MLP; through sinks with junk-reading distractors), as fresh models: methods may not share state."""
     return [
         induction_model(),
         induction_model(InductionConfig(n_layers=3, n_heads=3, previous_token=(0, 0), induction=(2, 2), seed=1)),
@@ -34,6 +36,8 @@ def default_suite() -> list[Planted]:
         ioi_model(
             IOIConfig(n_layers=4, n_heads=3, duplicate_token=(0, 0), s_inhibition=(2, 1), name_mover=(3, 2), seed=1)
         ),
+        threshold_model(ThresholdConfig()),
+        threshold_model(SINK_CONFIG),
     ]
 
 

@@ -207,6 +207,8 @@ def plant_distractors_(
     layout: Layout,
     circuit: Mapping[Node, int],
     seed: int,
+    *,
+    read_junk: bool = False,
 ) -> None:
     """Fill every head not in ``circuit`` with a distractor (random or decoy) that writes only JUNK.
 
@@ -215,13 +217,15 @@ def plant_distractors_(
         layout: the residual layout (must have a ``JUNK`` block).
         circuit: the circuit heads, mapped to their layers.
         seed: seed of the distractors' random weights and of the decoy choice.
+        read_junk: random distractors' queries, keys and values read every dimension, JUNK too, so
+            that JUNK grows from layer to layer (it still reaches no circuit head and no logit).
 
     Warning:
         Mutates ``model``'s attention weights.
     """
     g = torch.Generator().manual_seed(seed)
     dtype = model.cfg.dtype
-    read = torch.tensor(layout.read_rows())
+    read = torch.arange(layout.d_model) if read_junk else torch.tensor(layout.read_rows())
     junk = layout[Layout.JUNK]
     n_junk = junk.stop - junk.start
     d_head = model.cfg.d_head

@@ -55,9 +55,11 @@ from circuits.model.forward import (
 from circuits.model.handbuilt import (
     AttentionWeights,
     EmbeddingWeights,
+    MLPWeights,
     attention_only_model,
     attention_weights,
     embedding_weights,
+    mlp_weights,
 )
 from circuits.model.hooks import (
     HookFn,
@@ -92,6 +94,8 @@ __all__ = [
     "AttentionWeights",
     "DEFAULT_MODEL",
     "EmbeddingWeights",
+    "MLPWeights",
+    "mlp_weights",
     "GEMMA_MODEL",
     "HeadWeights",
     "HookFn",

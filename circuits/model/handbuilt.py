@@ -23,10 +23,12 @@ def attention_only_model(
     n_ctx: int,
     name: str,
     dtype: torch.dtype = torch.float32,
+    d_mlp: int | None = None,
 ) -> HookedTransformer:
-    """A prepared attention-only model with no normalization, learned absolute positions and
-    unscaled attention scores (``q·k``, no division by ``sqrt(d_head)``), whose weights the caller
-    sets by hand (through :func:`attention_weights` and :func:`embedding_weights`).
+    """A prepared model with no normalization, learned absolute positions and unscaled attention
+    scores (``q·k``, no division by ``sqrt(d_head)``), whose weights the caller sets by hand
+    (through :func:`attention_weights`, :func:`mlp_weights` and :func:`embedding_weights`).
+    Attention-only unless ``d_mlp`` is given (then each block has a ReLU MLP of that width).
 
     Every weight starts at zero, so a hand-built model reads and writes exactly what its builder set.
     """
@@ -37,11 +39,12 @@ def attention_only_model(
         d_head=d_head,
         d_vocab=d_vocab,
         n_ctx=n_ctx,
-        attn_only=True,
+        attn_only=d_mlp is None,
+        d_mlp=d_mlp,
         normalization_type=None,
         positional_embedding_type="standard",
         use_attn_scale=False,
-        act_fn="relu",  # unused (no MLPs); TransformerLens asks for one
+        act_fn="relu",
         model_name=name,
         dtype=dtype,
         device="cpu",
@@ -86,6 +89,28 @@ def attention_weights(model: HookedTransformer, layer: int) -> AttentionWeights:
         raise ValueError(f"model {model.cfg.model_name!r} uses grouped-query attention; edit its weights directly")
     attn = model.blocks[layer].attn
     return AttentionWeights(attn.W_Q, attn.W_K, attn.W_V, attn.W_O, attn.b_Q, attn.b_K, attn.b_V, attn.b_O)
+
+
+@dataclass(frozen=True)
+class MLPWeights:
+    """The live MLP parameters of one layer: ``out = relu(x W_in + b_in) W_out + b_out``."""
+
+    W_in: Float[Tensor, "d_model d_mlp"]
+    b_in: Float[Tensor, " d_mlp"]
+    W_out: Float[Tensor, "d_mlp d_model"]
+    b_out: Float[Tensor, " d_model"]
+
+
+def mlp_weights(model: HookedTransformer, layer: int) -> MLPWeights:
+    """Layer ``layer``'s MLP parameters, as views to read or to edit under ``torch.no_grad()``.
+
+    Raises:
+        ValueError: the model is attention-only or its MLP is gated.
+    """
+    if model.cfg.attn_only or model.cfg.gated_mlp:
+        raise ValueError(f"model {model.cfg.model_name!r} has no plain MLP in layer {layer}")
+    mlp = model.blocks[layer].mlp
+    return MLPWeights(mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out)
 
 
 @dataclass(frozen=True)
