@@ -110,7 +110,9 @@ def mlp_weights(model: HookedTransformer, layer: int) -> MLPWeights:
     if model.cfg.attn_only or model.cfg.gated_mlp:
         raise ValueError(f"model {model.cfg.model_name!r} has no plain MLP in layer {layer}")
     mlp = model.blocks[layer].mlp
-    return MLPWeights(mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out)
+    w_in, b_in, w_out, b_out = mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out
+    assert isinstance(b_in, Tensor) and isinstance(b_out, Tensor)
+    return MLPWeights(w_in, b_in, w_out, b_out)
 
 
 @dataclass(frozen=True)
