@@ -26,6 +26,7 @@ from circuits.errors import CircuitFileError, HeadgraphError
 def run(args: argparse.Namespace) -> int:
     from circuits.regression import read_circuit
     from circuits.view import AttentionExamples, page_data, write_html
+    from circuits.view.data import annotations_from_json
 
     if args.prompts <= 0 or args.max_heads <= 0 or args.top_k <= 0:
         raise HeadgraphError("--prompts, --max-heads and --top-k must be positive")
@@ -34,9 +35,7 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.a).parent
     faith_path = Path(args.faithfulness) if args.faithfulness else folder / "faithfulness.json"
     faithfulness = _read_json(faith_path) if args.faithfulness or faith_path.exists() else None
-    annotations = _read_json(Path(args.annotations)) if args.annotations else None
-    if annotations is not None and not isinstance(annotations, dict):
-        raise HeadgraphError(f"{args.annotations}: annotations must be a JSON object of node name → role/labels")
+    annotations = annotations_from_json(_read_json(Path(args.annotations)), a.model.name) if args.annotations else None
     att_path = Path(args.attention) if args.attention else folder / "attention.json"
     if args.model:
         attention = _compute_attention(a, args)
@@ -96,7 +95,7 @@ def register(sub: Any) -> None:
     v.add_argument("--max-heads", type=int, default=48, help="heads whose attention is stored (default: 48)")
     v.add_argument("--attention", default=None, help="attention file (default: attention.json beside A)")
     v.add_argument("--faithfulness", default=None, help="faithfulness file (default: faithfulness.json beside A)")
-    v.add_argument("--annotations", default=None, help='JSON {"L9H9": {"role": "...", "labels": ["..."]}}')
+    v.add_argument("--annotations", default=None, help='JSON {"L9H9": {"role": "...", "labels": ["..."]}} or a roles.json of compare --roles')
     v.add_argument("--top-k", type=int, default=20, help="heads compared in the diff (default: 20)")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=run)

@@ -43,7 +43,7 @@ class AttentionExamples:
 
     heads: tuple[Node, ...]
     tokens: tuple[tuple[str, ...], ...]
-    patterns: tuple[Float[Tensor, "head q k"], ...]
+    patterns: tuple[Float[Tensor, "head _q _k"], ...]
 
     def __post_init__(self) -> None:
         if len(self.tokens) != len(self.patterns):
@@ -118,7 +118,7 @@ class AttentionExamples:
 
 def attention_examples(
     model: HookedTransformer,
-    prompts: Sequence[Int[Tensor, " pos"]],
+    prompts: Sequence[Int[Tensor, " _pos"]],
     heads: Sequence[Node],
     label: Callable[[int], str],
 ) -> AttentionExamples:

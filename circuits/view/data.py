@@ -27,7 +27,7 @@ from circuits.scores import Level
 from circuits.selection import ranked
 from circuits.view.attention import AttentionExamples
 
-__all__ = ["DEFAULT_K", "Annotation", "page_data"]
+__all__ = ["DEFAULT_K", "Annotation", "annotations_from_json", "page_data"]
 
 DEFAULT_K = {Level.NODE: 20, Level.EDGE: 100}
 """Slider start when the file's circuit does not say how it was selected."""
@@ -226,3 +226,22 @@ def _faithfulness(doc: Mapping[str, Any]) -> dict[str, Any]:
     out["curves"] = {k: [{"percent": p, "f": _num(f), "kept": n} for p, f, n in v] for k, v in curves.items()}
     return out
 
+
+
+def annotations_from_json(doc: Any, model: str) -> dict[str, Annotation]:
+    """Hover annotations from a JSON document: ``{"L9H9": {"role": ..., "labels": [...]}}``, or a
+    ``headgraph.roles`` file of ``headgraph compare --roles`` (the roles of the side whose model is ``model``).
+
+    Examples:
+        >>> annotations_from_json({"schema": "headgraph.roles", "a": {"model": "m", "heads": [
+        ...     {"head": "L1H2", "role": "name mover"}, {"head": "L0H0", "role": None}]}}, "m")
+        {'L1H2': {'role': 'name mover'}}
+    """
+    if isinstance(doc, dict) and doc.get("schema") == "headgraph.roles":
+        sides = [doc[s] for s in ("a", "b") if isinstance(doc.get(s), dict) and doc[s].get("model") == model]
+        if not sides:
+            raise HeadgraphError(f"the roles file has no side for model {model!r}")
+        return {str(h["head"]): {"role": h["role"]} for h in sides[0].get("heads", []) if h.get("role")}
+    if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+        raise HeadgraphError('annotations must be a JSON object {"L9H9": {"role": "...", "labels": ["..."]}}')
+    return {str(k): v for k, v in doc.items()}
