@@ -97,7 +97,8 @@ def test_notebook_object_displays_the_page_in_a_frame(tmp_path: Path) -> None:
 def test_diff_is_the_one_headgraph_compare_prints() -> None:
     a, b = synthetic_headgraph(seed=0), synthetic_headgraph(seed=1)
     data = page_data(a, b, diff_top_k=8)["diff"]
-    diff = diff_circuits(b.scores, a.scores, 8)
+    diff = diff_circuits(b.scores.to_nodes(), a.scores.to_nodes(), 8)
+    assert diff.lost and diff.gained, "two random files differ"
     assert data["text"] == diff.format(found="B", golden="A")
     assert [r["node"] for r in data["heads"]["lost"]] == [str(c.node) for c in diff.lost]
     assert [r["node"] for r in data["heads"]["gained"]] == [str(c.node) for c in diff.gained]

@@ -194,7 +194,7 @@ def test_diff_and_faithfulness_curve(opened: Any, tmp_path: Path) -> None:
     assert (int(d["lostEdges"]), int(d["gainedEdges"]), int(d["bothEdges"])) == (
         len(ea - eb), len(eb - ea), len(ea & eb),
     )  # fmt: skip
-    diff = diff_circuits(b.scores, a.scores, 8)
+    diff = diff_circuits(b.scores.to_nodes(), a.scores.to_nodes(), 8)
     assert page.page.inner_text("#diff-text").rstrip() == diff.format(found="B", golden="A")
     assert page.count("#diff .head-lost") == len(diff.lost) and page.count("#diff .head-gained") == len(diff.gained)
     assert page.count("#faith polyline") == 2 and page.count("#faith circle") == 8

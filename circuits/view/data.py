@@ -121,7 +121,7 @@ def _items(hg: HeadGraph) -> tuple[dict[str, Any], list[int]]:
 
 
 def _diff(a: HeadGraph, b: HeadGraph, top_k: int) -> dict[str, Any]:
-    """Heads and edges B gained, lost or moved against A, as ``headgraph compare`` prints them."""
+    """Heads and edges B gained, lost or moved against A (the heads as ``headgraph compare`` prints them)."""
     from circuits.regression import describe, diff_circuits
 
     ga, gb = a.scores.graph, b.scores.graph
@@ -129,7 +129,9 @@ def _diff(a: HeadGraph, b: HeadGraph, top_k: int) -> dict[str, Any]:
         raise HeadgraphError(
             f"cannot diff circuits of a {ga.n_layers}×{ga.n_heads} and a {gb.n_layers}×{gb.n_heads} model head by head"
         )
-    diff = diff_circuits(b.scores, a.scores, top_k)
+    # Heads are ranked by node score; edge scores are summed per sender first (Scores.to_nodes), so
+    # two edge files are compared by their heads too (for node files this is headgraph compare's diff).
+    diff = diff_circuits(b.scores.to_nodes(), a.scores.to_nodes(), top_k)
 
     def row(c: Any) -> dict[str, Any]:
         return {

@@ -159,8 +159,8 @@
         drawn++;
       }
     }
-    let lim = 0;
-    sel.nodes.forEach((i) => { lim = Math.max(lim, Math.abs(N.norm[i] || 0)); });
+    let lim = 0; // colour scale: the strongest kept head or MLP (the input's summed effect would wash them out)
+    sel.nodes.forEach((i) => { if (N.col[i] >= 0) lim = Math.max(lim, Math.abs(N.norm[i] || 0)); });
     for (let i = 0; i < nNodes; i++) {
       const kept = sel.nodes.has(i);
       let g;
@@ -320,7 +320,7 @@
     for (const k of ["both", "lost", "gained"]) for (const nm of X.nodes[k]) status.set(nm, k);
     const ring = new Map();
     for (const k of ["kept", "moved", "lost", "gained"]) for (const row of X.heads[k]) ring.set(row.node, [k, row]);
-    const col = { both: "#bdbdbd", lost: "#d73027", gained: "#1a9850" };
+    const col = { both: "#bdbdbd", lost: "#d73027", gained: "#1a9850" }, fill = { both: "#e6e6e6", lost: "#f4a582", gained: "#a6dba0" };
     const counts = { lost: 0, gained: 0, both: 0 };
     for (const k of ["both", "lost", "gained"]) {
       for (const name of X.edges[k]) {
@@ -341,7 +341,7 @@
       const i = byName.get(name);
       if (i === undefined) continue;
       const st = status.get(name), rg = ring.get(name);
-      const g = pill(lay.nodes, i, st ? col[st] : "#ffffff");
+      const g = pill(lay.nodes, i, st ? fill[st] : "#ffffff");
       g.classList.add("diff-node", st || "none");
       if (rg) {
         const [k, row] = rg;
