@@ -177,7 +177,9 @@ def test_view_command_writes_the_page_with_what_lies_beside_the_file(
         (["view", "{a}", "{small}"], "cannot diff circuits of a 4×4 and a 2×4 model"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     a = synthetic_headgraph().save(tmp_path / "circuit.json")
     small = synthetic_headgraph(2, 4).save(tmp_path / "small.json")
     argv = [x.format(a=a, small=small) for x in argv]

@@ -95,7 +95,11 @@ def register(sub: Any) -> None:
     v.add_argument("--max-heads", type=int, default=48, help="heads whose attention is stored (default: 48)")
     v.add_argument("--attention", default=None, help="attention file (default: attention.json beside A)")
     v.add_argument("--faithfulness", default=None, help="faithfulness file (default: faithfulness.json beside A)")
-    v.add_argument("--annotations", default=None, help='JSON {"L9H9": {"role": "...", "labels": ["..."]}} or a roles.json of compare --roles')
+    v.add_argument(
+        "--annotations",
+        default=None,
+        help='JSON {"L9H9": {"role": "...", "labels": ["..."]}} or a roles.json of compare --roles',
+    )
     v.add_argument("--top-k", type=int, default=20, help="heads compared in the diff (default: 20)")
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=run)

@@ -1,8 +1,8 @@
 """An interactive, self-contained HTML page of a head graph (``headgraph view``).
 
-    from circuits.view import view
-    view(HeadGraph.load("out/ioi/circuit.json"))            # in a notebook: displays inline
-    view(hg_a, hg_b).save("diff.html")                        # two files: with their diff
+from circuits.view import view
+view(HeadGraph.load("out/ioi/circuit.json"))            # in a notebook: displays inline
+view(hg_a, hg_b).save("diff.html")                        # two files: with their diff
 """
 
 from __future__ import annotations

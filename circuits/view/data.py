@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from circuits.errors import HeadgraphError
-from circuits.graph import NodeKind
+from circuits.graph import QKV, NodeKind
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
 from circuits.selection import ranked
@@ -35,7 +35,7 @@ DEFAULT_K = {Level.NODE: 20, Level.EDGE: 100}
 Annotation = Mapping[str, Any]
 """Extra facts about one node shown on hover: ``{"role": str, "labels": [str, ...]}`` (both optional)."""
 
-_QKV_CODE = {None: 0, "q": 1, "k": 2, "v": 3}
+_QKV_CODE = {None: 0, QKV.Q: 1, QKV.K: 2, QKV.V: 3}
 
 
 def _num(x: float) -> float | None:
@@ -94,7 +94,9 @@ def _nodes(hg: HeadGraph, annotations: Mapping[str, Annotation]) -> dict[str, An
     unknown = sorted(set(annotations) - names)
     if unknown:
         raise HeadgraphError(f"annotations name nodes that are not in the graph: {', '.join(unknown[:5])}")
-    out["annotations"] = {k: {"role": v.get("role"), "labels": list(v.get("labels", ()))} for k, v in annotations.items()}
+    out["annotations"] = {
+        k: {"role": v.get("role"), "labels": list(v.get("labels", ()))} for k, v in annotations.items()
+    }
     return out
 
 
@@ -114,7 +116,7 @@ def _items(hg: HeadGraph) -> tuple[dict[str, Any], list[int]]:
     items = {
         "src": [index[edges[i].src] for i in scored],
         "dst": [index[edges[i].dst] for i in scored],
-        "qkv": [_QKV_CODE[edges[i].qkv.value if edges[i].qkv else None] for i in scored],
+        "qkv": [_QKV_CODE[edges[i].qkv] for i in scored],
         "norm": [_num(norm[i]) for i in scored],
     }
     return items, order
@@ -216,7 +218,7 @@ def _faithfulness(doc: Mapping[str, Any]) -> dict[str, Any]:
             name: [(float(p["percent"]), float(p["faithfulness"]), int(p["kept"])) for p in doc[name]["points"]]
             for name in ("signed", "absolute")
         }
-        out = {
+        out: dict[str, Any] = {
             "cpr": _num(float(doc["cpr"])),
             "cmd": _num(float(doc["cmd"])),
             "ablation": str(doc.get("ablation", "")),
@@ -227,7 +229,6 @@ def _faithfulness(doc: Mapping[str, Any]) -> dict[str, Any]:
         raise HeadgraphError(f"not a faithfulness file of headgraph evaluate ({type(err).__name__}: {err})") from None
     out["curves"] = {k: [{"percent": p, "f": _num(f), "kept": n} for p, f, n in v] for k, v in curves.items()}
     return out
-
 
 
 def annotations_from_json(doc: Any, model: str) -> dict[str, Annotation]:

@@ -77,4 +77,5 @@ class View:
 
     def _repr_html_(self) -> str:
         doc = html.escape(self.html(), quote=True)
-        return f'<iframe srcdoc="{doc}" style="width:100%;height:{self.height}px;border:0" sandbox="allow-scripts"></iframe>'
+        style = f"width:100%;height:{self.height}px;border:0"
+        return f'<iframe srcdoc="{doc}" style="{style}" sandbox="allow-scripts"></iframe>'
