@@ -303,7 +303,7 @@
       el("polyline", { class: "faith-line " + name, fill: "none", stroke: col, "stroke-width": 1.8,
         points: P.map((p) => `${X(p.percent)},${Y(p.f)}`).join(" ") }, s);
       P.forEach((p) => el("circle", { cx: X(p.percent), cy: Y(p.f), r: 2.5, fill: col }, s));
-      el("text", { x: l + 8, y: t + 12 + 13 * j, fill: col, "font-size": 11 }, s).textContent =
+      el("text", { x: w - r - 4, y: h - b - 24 + 13 * j, fill: col, "font-size": 11, "text-anchor": "end" }, s).textContent =
         name === "signed" ? `signed (CPR ${fmt(F.cpr, 3)})` : `|score| (CMD ${fmt(F.cmd, 3)})`;
     });
     $("faith-note").textContent = `${F.ablation} ablation` +
