@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -213,6 +214,21 @@ def test_page_renders_with_every_request_blocked(opened: Any, tmp_path: Path) ->
     assert page.count("#graph .node.kept") > 0 and page.count("#graph path.edge") > 0
     page.page.locator("#slider").fill("3")
     assert page.requests == [page.url]
+
+
+def test_the_request_check_sees_a_request(opened: Any, tmp_path: Path) -> None:
+    """Control: a copy of the page without its policy and with one remote image is caught asking."""
+    path = _view(tmp_path, synthetic_headgraph(seed=7))
+    html = path.read_text(encoding="utf-8")
+    html = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    html = html.replace("<body>", '<body><img src="http://example.invalid/x.png" alt="">', 1)
+    leaky = path.with_name("leaky.html")
+    leaky.write_text(html, encoding="utf-8")
+    page = opened(leaky)
+    assert page.requests == [page.url, "http://example.invalid/x.png"]
+    assert page.count("#graph .node.kept") > 0  # the blocked image does not stop the page
+    assert page.errors == ["Failed to load resource: net::ERR_FAILED"]  # and the error check sees it fail
+    page.errors.clear()
 
 
 def test_full_edge_graph_load_time(opened: Any, tmp_path: Path, record_property: Any) -> None:
