@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import shutil
 import time
@@ -139,6 +140,29 @@ def test_edge_graph_counts_and_slider_prune_as_python(opened: Any, tmp_path: Pat
     page.page.dispatch_event("#value", "change")
     assert float(page.graph()["t"]) == 0.05
     _check(page, threshold(hg.scores, 0.05))
+
+
+@pytest.mark.parametrize(
+    ("shape", "has_mlps", "split_qkv", "unscored"),
+    [((2, 3), True, True, 0.0), ((6, 2), False, True, 0.3), ((3, 5), True, False, 0.5), ((8, 1), False, False, 0.1)],
+)
+def test_random_graphs_and_slider_positions_prune_as_python(
+    opened: Any, tmp_path: Path, shape: tuple[int, int], has_mlps: bool, split_qkv: bool, unscored: float
+) -> None:
+    seed = shape[0] * 10 + shape[1]
+    hg = synthetic_headgraph(*shape, seed=seed, k=30, unscored=unscored, has_mlps=has_mlps, split_qkv=split_qkv)
+    page = opened(_view(tmp_path, hg))
+    _check(page, top_k(hg.scores, 30))
+    slider = page.page.locator("#slider")
+    n = int(slider.get_attribute("max"))
+    rng = random.Random(seed)
+    for pos in rng.sample(range(n + 1), min(12, n + 1)):
+        slider.fill(str(pos))
+        _check(page, top_k(hg.scores, pos))
+    page.page.select_option("#mode", "threshold")
+    for pos in rng.sample(range(1001), 12):
+        slider.fill(str(pos))
+        _check(page, threshold(hg.scores, float(page.graph()["t"])))
 
 
 def test_node_graph_counts_and_hover(opened: Any, tmp_path: Path) -> None:

@@ -12,10 +12,18 @@ from circuits.selection import top_k
 
 
 def synthetic_headgraph(
-    n_layers: int = 4, n_heads: int = 4, level: Level = Level.EDGE, *, seed: int = 0, k: int = 60, unscored: float = 0.0
+    n_layers: int = 4,
+    n_heads: int = 4,
+    level: Level = Level.EDGE,
+    *,
+    seed: int = 0,
+    k: int = 60,
+    unscored: float = 0.0,
+    has_mlps: bool = True,
+    split_qkv: bool = True,
 ) -> HeadGraph:
     """A head graph of a ``n_layers × n_heads`` model whose scores are random (a fraction ``unscored`` NaN)."""
-    graph = Graph(n_layers, n_heads)
+    graph = Graph(n_layers, n_heads, has_mlps, split_qkv)
     n = len(graph.edges) if level is Level.EDGE else len(graph.nodes)
     g = torch.Generator().manual_seed(seed)
     values = torch.randn(n, generator=g) * torch.rand(n, generator=g) ** 4  # a few strong, many weak
@@ -23,5 +31,7 @@ def synthetic_headgraph(
         values[0] = values[-1] = torch.nan
     values[torch.rand(n, generator=g) < unscored] = torch.nan
     scores = Scores(graph, level, values, "synthetic", Baseline("logit_diff", 3.0, 0.5, 0.9, 0.1))
-    info = ModelInfo(f"synthetic-{n_layers}x{n_heads}", n_layers, n_heads, n_heads, 64, 16, 100, False, f"h{seed}")
+    info = ModelInfo(
+        f"synthetic-{n_layers}x{n_heads}", n_layers, n_heads, n_heads, 64, 16, 100, not has_mlps, f"h{seed}"
+    )
     return HeadGraph(info, TaskRun("ioi", seed, 8), scores, top_k(scores, k), created="2026-12-01T00:00:00+00:00")
