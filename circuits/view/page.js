@@ -183,7 +183,7 @@
     const what = state.mode === "top_k" ? `top ${state.k}` : `|normalized| ≥ ${fmt(state.t)}`;
     const unit = isEdge ? "edges" : "nodes";
     $("counts").textContent = `${what} of ${m} scored ${unit} → ${sel.nodes.size} nodes, ${sel.nEdges} edges` +
-      (isEdge ? (sel.nEdges > drawn ? ` (drawn: the ${drawn} strongest)` : "") + (isEdge ? " after pruning" : "") : "");
+      (isEdge ? " after pruning" + (sel.nEdges > drawn ? ` (drawn: the ${drawn} strongest)` : "") : "");
     Object.assign(svg.dataset, {
       mode: state.mode, k: String(state.k), t: String(state.t),
       nodes: String(sel.nodes.size), edges: String(sel.nEdges), drawnEdges: String(drawn),
