@@ -7,7 +7,7 @@ GEMMA  := $(VENV)/.installed-gemma
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma demo test test-fast lint bench bench-tasks notebooks clean
+.PHONY: install install-gemma browser demo test test-fast lint bench bench-tasks notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ $(GEMMA): $(STAMP)
 
 install-gemma: $(GEMMA)
 
+# Debian's headless Chromium for the browser tests of `headgraph view` (pytest -m browser); apt only
+# when it is missing. Playwright drives it (its own browser download would need the internet).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
+
 demo: $(STAMP)
 	$(BIN)/headgraph discover --task ioi --model smollm2-135m --method activation-patching \
 		--n $(PAIRS) --seed $(SEED) --out out/ioi
@@ -34,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(GEMMA)
+test: lint $(GEMMA) browser
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

@@ -3,6 +3,7 @@
     headgraph discover --task ioi --model smollm2-135m --method activation-patching --n 64 --seed 0 --out out/ioi
     headgraph show out/ioi/circuit.json
     headgraph evaluate out/ioi/circuit.json
+    headgraph view out/ioi/circuit.json
 
 Each subcommand is a module of :mod:`circuits.commands` listed in :data:`COMMANDS`. Errors caused
 by the input (unknown names, bad numbers, a file that is not a circuit) are printed as one
@@ -30,6 +31,7 @@ COMMANDS = [
     "circuits.commands.regress",
     "circuits.commands.tasks_report",
     "circuits.commands.repair",
+    "circuits.commands.view",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 
