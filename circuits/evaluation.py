@@ -329,7 +329,7 @@ def evaluate(scores: Scores, truth: Circuit, *, zero_tol: float = ZERO_TOL) -> E
 
     Examples:
         >>> from circuits.scores import Baseline
-        >>> g = Graph(n_layers=1, n_heads=2)
+        >>> g = Graph(n_layers=1, n_heads=2, has_mlps=False)
         >>> s = Scores(g, Level.NODE, torch.tensor([0.0, 2.0, 1.0, 0.0]), "toy", Baseline("logit-diff", 1.0, 0.0))
         >>> r = evaluate(s, Circuit(g, frozenset({g.nodes[1]}), frozenset()))
         >>> r.node_auc, math.isnan(r.edge_auc), r.undefined["edge"]

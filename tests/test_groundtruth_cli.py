@@ -8,6 +8,7 @@ import pytest
 
 from circuits.cli import main
 from circuits.discovery import ActivationPatching
+from circuits.groundtruth.benchmark import default_suite
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info
 from tasks import LogitDiff
@@ -42,7 +43,7 @@ def test_score_against_a_published_circuit(capsys: pytest.CaptureFixture[str], g
 def test_score_planted_prints_the_method_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", "--planted", "--methods", "activation-patching", "--pairs", "4"]) == 0
     out = capsys.readouterr().out
-    assert out.count("| activation-patching |") == 4 and "| 1.000 | 1.000 |" in out
+    assert out.count("| activation-patching |") == len(default_suite()) == 6 and "| 1.000 | 1.000 |" in out
 
 
 @pytest.mark.parametrize(

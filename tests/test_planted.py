@@ -180,7 +180,7 @@ def test_truth_circuits_name_every_read() -> None:
 
 
 def test_registry_builds_the_defaults() -> None:
-    assert PLANTED.names() == ["induction", "ioi"]
+    assert PLANTED.names() == ["induction", "ioi", "mlp-routed", "sink"]
     assert PLANTED["ioi"]().circuit_heads == ioi_model().circuit_heads
 
 

@@ -112,21 +112,31 @@ class PrefixFallbackWarning(UserWarning):
     """A shared-prefix shortcut disagreed with a plain forward pass; the run went on without it."""
 
 
+CHECK_ROWS = 4
+"""Prompts of the first batch on which :class:`PrefixGuard` compares the prefix path with a plain forward."""
+
 PREFIX_RTOL = 1e-4
 """Relative tolerance of the prefix check in float32 (and float64): answer logits may differ by this
 times ``max(1, largest |logit|)``. Half-precision dtypes get eight machine epsilons instead."""
 
 
 def prefix_tolerance(model: HookedTransformer, logits: Tensor) -> float:
-    """How far the answer logits of a prefix shortcut may be from a plain forward's.
+    """How far ``model``'s answer logits on a prefix shortcut may be from a plain forward's
+    (:func:`tolerance_for`, in the model's dtype)."""
+    return tolerance_for(model.cfg.dtype, logits)
+
+
+def tolerance_for(dtype: torch.dtype, logits: Tensor) -> float:
+    """:data:`PREFIX_RTOL` (float32, float64) or eight machine epsilons (half precision) times
+    ``max(1, largest |logit|)``.
 
     Examples:
-        >>> from types import SimpleNamespace
-        >>> m = SimpleNamespace(cfg=SimpleNamespace(dtype=torch.float32))
-        >>> prefix_tolerance(m, torch.tensor([[-30.0, 2.0]]))
+        >>> tolerance_for(torch.float32, torch.tensor([[-30.0, 2.0]]))
         0.003
+        >>> tolerance_for(torch.bfloat16, torch.tensor([[0.5]]))
+        0.0625
     """
-    eps = torch.finfo(model.cfg.dtype).eps
+    eps = torch.finfo(dtype).eps
     rtol = max(PREFIX_RTOL, 8 * eps) if eps > 1e-6 else PREFIX_RTOL
     scale = max(1.0, float(logits.detach().abs().max())) if logits.numel() else 1.0
     return round(rtol * scale, 12)
@@ -352,8 +362,9 @@ class PrefixGuard:
     """Checks, once per run, that :func:`run_after_prefix` reproduces a plain forward pass.
 
     A method makes one guard per run and asks it for every batch's prefix. The first non-empty
-    prefix is checked: the batch's prompts also run once without it, and the answer logits of both
-    are compared (cost: one plain forward and one suffix forward, once per run). If they differ by
+    prefix is checked: the batch's first :data:`CHECK_ROWS` prompts also run once without it, and
+    the answer logits of both are compared (cost: a plain forward and a suffix forward of those few
+    prompts, once per run). If they differ by
     more than :func:`prefix_tolerance`, the guard warns (:class:`PrefixFallbackWarning`) and every
     prefix of the run is empty from then on: positions are computed from the start, exactly.
     Callers read ``prefix.length``, never the length they asked for.
@@ -383,28 +394,39 @@ class PrefixGuard:
         if not prefix.length or self.checked:
             return prefix
         self.checked = True
-        with torch.no_grad():
-            plain = run_to_logits(model, tokens, pos)
-        if not bool(torch.isfinite(plain).all()):
-            raise HeadgraphError(f"{model.cfg.model_name}: the clean prompts' logits are not finite (overflow?)")
-        with torch.no_grad():
-            after = logits_at(
-                model, run_after_prefix(model, embeddings(model, tokens)[:, prefix.length :], prefix), pos - length
-            )
-        self.error = float((plain - after).abs().max())
-        tolerance = prefix_tolerance(model, plain)
+        self.error, tolerance = _prefix_error(model, tokens[:CHECK_ROWS], length, pos[:CHECK_ROWS])
         if self.error <= tolerance:
             return prefix
         self.trusted = False
-        empty = shared_prefix(model, tokens, 0)
-        with torch.no_grad():
-            from_embeddings = logits_at(model, run_after_prefix(model, embeddings(model, tokens), empty), pos)
-        error = float((plain - from_embeddings).abs().max())
-        if not error <= tolerance:
+        _fallback_warning(model, length, self.error, tolerance)
+        return shared_prefix(model, tokens, 0)
+
+
+@torch.no_grad()
+def _prefix_error(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], length: int, pos: Int[Tensor, " batch"]
+) -> tuple[float, float]:
+    """Largest answer-logit difference between a run after a ``length``-position prefix and a plain
+    forward pass of ``tokens``, and its tolerance.
+
+    Raises:
+        HeadgraphError: the plain logits are not finite, or a run from the embeddings without any
+            prefix disagrees with the plain forward too (no shortcut-free path is exact either).
+    """
+    plain = run_to_logits(model, tokens, pos)
+    if not bool(torch.isfinite(plain).all()):
+        raise HeadgraphError(f"{model.cfg.model_name}: the clean prompts' logits are not finite (overflow?)")
+    tolerance = prefix_tolerance(model, plain)
+    embed = embeddings(model, tokens)
+    after = run_after_prefix(model, embed[:, length:], shared_prefix(model, tokens, length))
+    error = float((plain - logits_at(model, after, pos - length)).abs().max())
+    if error > tolerance:
+        whole = run_after_prefix(model, embed, shared_prefix(model, tokens, 0))
+        no_prefix = float((plain - logits_at(model, whole, pos)).abs().max())
+        if not no_prefix <= tolerance:
             raise HeadgraphError(
                 f"{model.cfg.model_name}: a forward pass from the embeddings disagrees with one from the token ids "
-                f"by {error:.3g} in the answer logits (tolerance {tolerance:.3g}), so no exact patching is possible; "
-                "a tokenizer that pads on the left? Pass the model through circuits.prepare_model_ first"
+                f"by {no_prefix:.3g} in the answer logits (tolerance {tolerance:.3g}), so no exact patching is "
+                "possible; a tokenizer that pads on the left? Pass the model through circuits.prepare_model_ first"
             )
-        _fallback_warning(model, length, self.error, tolerance)
-        return empty
+    return error, tolerance
