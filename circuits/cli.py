@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"headgraph: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("headgraph: interrupted", file=sys.stderr)
+        return 130  # the shell's status for SIGINT
     return status
 
 

@@ -175,7 +175,16 @@ class HeadGraph:
             )
         try:
             return _from_dict(data)
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, HeadgraphError) as err:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            ArithmeticError,
+            RuntimeError,
+            HeadgraphError,
+        ) as err:
             first = str(err).splitlines()[0] if str(err) else "no detail"
             raise CircuitFileError(f"{source}: malformed circuit file ({type(err).__name__}: {first})") from None
 
@@ -184,13 +193,19 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _int(x: Any) -> int:
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise TypeError(f"expected an integer, got {x!r}")
+    return x
+
+
 def _nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
 def _from_dict(data: dict[str, Any]) -> HeadGraph:
     g = data["graph"]
-    graph = Graph(int(g["n_layers"]), int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
+    graph = Graph(_int(g["n_layers"]), _int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
     sc = data["scores"]
     level = Level(sc["level"])
     if level is Level.NODE:
@@ -230,8 +245,8 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
     t = data["task"]
     task = TaskRun(
         name=str(t["name"]),
-        seed=int(t["seed"]),
-        n_pairs=int(t["n_pairs"]),
+        seed=_int(t["seed"]),
+        n_pairs=_int(t["n_pairs"]),
         tokenizer=str(t.get("tokenizer", "")),
         settings=dict(t.get("settings", {})),
         dropped={str(k): int(v) for k, v in t.get("dropped", {}).items()},
