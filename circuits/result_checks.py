@@ -79,7 +79,7 @@ def result_warnings(scores: Scores, *, chance: float, n: int) -> tuple[str, ...]
         z = (b.clean_accuracy - chance) / math.sqrt(chance * (1 - chance) / n)
         if z < CHANCE_Z:
             out.append(
-                f"clean accuracy {b.clean_accuracy:.1%} is at chance ({chance:.1%}, {z:.1f} standard errors above "
+                f"clean accuracy {b.clean_accuracy:.1%} is at chance ({chance:.1%}; {z:+.1f} standard errors from it "
                 f"on {n} pairs): the model does not do this task, so its circuit is noise"
             )
     values = scores.values[~torch.isnan(scores.values)]
