@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             prepare_output_dir(args.out, ("roles.md", "roles.json"))
         return _compare_roles(a[0], b[0], args)
-    _check_origins(a, b, paths, force=args.force)
     ga, gb = a[0].scores.graph, b[0].scores.graph
     if (ga.n_layers, ga.n_heads) != (gb.n_layers, gb.n_heads):
         raise HeadgraphError(
             f"cannot compare circuits of a {gb.n_layers}×{gb.n_heads} and a {ga.n_layers}×{ga.n_heads} model "
             "head by head; --roles compares two models' IOI circuits by role"
         )
+    _check_origins(a, b, paths, force=args.force)
     for name, stages in (("A", a), ("B", b)):
         print(f"{name}: {describe(stages[0])}" + (f" (+{len(stages) - 1} more stages)" if len(stages) > 1 else ""))
     diff = diff_circuits(b[0].scores, a[0].scores, args.top_k)

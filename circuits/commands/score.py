@@ -28,9 +28,9 @@ def score_file(args: argparse.Namespace) -> int:
 
     truth_spec = get_ground_truth(args.truth)  # fail fast on the name before reading the file
     hg = read_circuit(args.circuit)
-    for diff in check_same_origin(Origin.of(hg, args.circuit), _truth_origin(args.truth, truth_spec), force=args.force):
-        print(f"headgraph: warning: --force: scoring across {diff}", file=sys.stderr)
-    truth = truth_spec.circuit(hg.scores.graph)
+    truth = truth_spec.circuit(hg.scores.graph)  # the shape first: its message says what the truth is on
+    for note in check_same_origin(Origin.of(hg, args.circuit), _truth_origin(args.truth, truth_spec), force=args.force):
+        print(f"headgraph: warning: --force: scoring across {note}", file=sys.stderr)
     zero_tol = ZERO_TOL if args.zero_tol is None else args.zero_tol
     if zero_tol < 0:
         raise HeadgraphError(f"--zero-tol must be non-negative, got {zero_tol}")
