@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,5 +210,33 @@ def test_verify_entry_checks_only_the_tokenizer_when_asked(fake: FakeConversions
     _load()
     _zero(_entry())
     cache.verify_entry(_entry(), under="tokenizer/")  # the weights are not read
+    with pytest.raises(cache.CacheDamage, match="differs"):
+        cache.verify_entry(_entry())
+
+
+def test_a_stamp_spares_the_hash_of_unchanged_files_only(
+    fake: FakeConversions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load()
+    entry = _entry()
+    monkeypatch.setattr(cache, "STAMP_MARGIN_NS", 0)  # the files are milliseconds old here
+    cache.verify_entry(entry)  # a full check leaves the stamp
+    assert (entry / cache.STAMP).is_file()
+    hashed: list[str] = []
+    digest = cache._digest
+    monkeypatch.setattr(cache, "_digest", lambda p: (hashed.append(p.name), digest(p))[1])
+    cache.verify_entry(entry)
+    assert hashed == []  # nothing changed: nothing hashed
+    time.sleep(0.05)  # past the kernel's coarse timestamp tick
+    _zero(entry)
+    with pytest.raises(cache.CacheDamage, match="weights.safetensors differs"):
+        cache.verify_entry(entry)
+    assert hashed == [WEIGHTS]  # the changed file alone was hashed
+
+
+def test_a_fresh_stamp_does_not_vouch_for_files_written_just_before_it(fake: FakeConversions) -> None:
+    _load()
+    cache.verify_entry(_entry())
+    _zero(_entry())  # within the same timestamp tick as the write, perhaps: the margin covers it
     with pytest.raises(cache.CacheDamage, match="differs"):
         cache.verify_entry(_entry())
