@@ -310,6 +310,16 @@ def test_n_beyond_the_tasks_distinct_pairs_fails_before_loading(
     assert loads == []
 
 
+def test_repeated_pairs_are_said(capsys: pytest.CaptureFixture[str], tmp_path: Path, loads: list[str]) -> None:
+    from tasks import TASKS
+
+    repeats = TASKS["greater-than"]().check_distinct(300, seed=0)
+    assert repeats > 0  # 6,720 distinct texts: 300 draws repeat some (birthday problem)
+    argv = ["discover", "--task", "greater-than", "--n", "300", "--top-k", "2", "--quiet", "--out", str(tmp_path)]
+    assert main([*argv, "--set", "heads=L0H0"]) == 0
+    assert f"300 prompt pairs ({repeats} repeat an earlier pair)" in capsys.readouterr().out
+
+
 def test_quiet_shows_no_progress_bar(capsys: pytest.CaptureFixture[str], tmp_path: Path, loads: list[str]) -> None:
     assert main([*DISCOVER, "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
