@@ -3,6 +3,7 @@ and the hub path for every other TransformerLens name."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -407,7 +408,8 @@ def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) ->
     if root != target.parent:
         target = root / target.name
         if target.exists():  # converted earlier in this process
-            return _read_cache(target, device).to(device, print_details=False)
+            with contextlib.suppress(CacheDamage):
+                return _read_cache(target, device).to(device, print_details=False)
     model, tok = _convert(name, spec, progress)
     try:
         _write_cache(model, tok, target)
