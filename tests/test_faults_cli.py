@@ -252,17 +252,25 @@ def test_compare_refuses_a_relabelled_model_unless_forced(
 
 
 def test_score_refuses_another_model_or_task_than_the_truths(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, circuit_file: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    err = _error_line(capsys, ["score", str(circuit_file), "--truth", "golden/ioi-smollm2-135m"])
-    assert "model 'tiny-smollm' vs 'smollm2-135m'" in err and "--force" in err
-    relabelled = _edited(circuit_file, lambda d: d["model"].update(name="smollm2-135m"), tmp_path)
-    err = _error_line(capsys, ["score", str(relabelled), "--truth", "golden/ioi-smollm2-135m"])
-    assert "config hash" in err  # a relabelled file is caught by its config hash
-    wrong_task = _edited(circuit_file, lambda d: d["model"].update(name="gpt2"), tmp_path)
-    assert "task 'ioi' vs 'greater-than'" in _error_line(
-        capsys, ["score", str(wrong_task), "--truth", "greaterthan-hanna2023"]
-    )
+    """A SmolLM2 circuit (the golden's own) relabelled as another model of the same shape, or of another task."""
+    shipped = json.loads((golden_dir() / "ioi-smollm2-135m.json").read_text())["pooled"]
+    own = tmp_path / "own.json"
+    own.write_text(json.dumps(shipped))
+    truth = ["--truth", "golden/ioi-smollm2-135m"]
+    assert main(["score", str(own), *truth]) == 0  # the golden against itself: sound
+    capsys.readouterr()
+    for field, value, message in (
+        ("model", {"name": "smollm2-twin"}, "model 'smollm2-twin' vs 'smollm2-135m'"),
+        ("model", {"config_hash": "0" * 16}, "config hash"),
+        ("task", {"name": "greater-than"}, "task 'greater-than' vs 'ioi'"),
+    ):
+        bad = _edited(own, lambda d, f=field, v=value: d[f].update(v), tmp_path)
+        err = _error_line(capsys, ["score", str(bad), *truth])
+        assert message in err and "--force" in err
+        assert main(["score", str(bad), *truth, "--force"]) == 0
+        assert "--force: scoring across" in capsys.readouterr().err
 
 
 # ---- item 8: regress refuses a golden whose recipe and stored circuits disagree, before the work ----------
