@@ -27,8 +27,7 @@ from circuits.graph import Graph
 from circuits.pipeline import discover as checked_discover
 from circuits.result_checks import result_warnings
 from circuits.scores import Baseline, Level, Scores
-from tasks import TASKS, TaskError, TextTokenizer
-from tests.conftest import TinyFactory, random_dataset
+from tasks import TASKS, TextTokenizer
 from tests.test_faults_cli import tiny_smollm
 
 discover = inspect.unwrap(checked_discover)
@@ -129,17 +128,12 @@ def test_a_fractional_batch_size_and_a_numeric_model_name_are_refused_in_a_user_
 # ---- item 6: degenerate baselines ---------------------------------------------------------------------------
 
 
-def test_corrupt_equal_to_clean_is_an_error_not_a_circuit_by_index(tiny_model: TinyFactory) -> None:
+def test_corrupt_equal_to_clean_is_an_error_not_a_circuit_by_index(model: Any, tmp_path: Path) -> None:
     """Through the API, corrupt = clean gave all-NaN normalized scores and heads picked by index."""
-    from circuits.pipeline import _check_data
-
-    m = tiny_model()
-    data = random_dataset(n=4, length=6, diff_from=6)  # corrupt == clean
-    assert torch.equal(data.clean, data.corrupt)
-    scores = METHOD(m, data, IOI.metric, progress=False)
+    data = _data(model)
+    same = type(data)(**{**data.__dict__, "corrupt": data.clean})
     with pytest.raises(HeadgraphError, match="clean and corrupt logit-diff are equal"):
-        result_warnings(scores, chance=0.5, n=4)
-    assert _check_data is not None
+        discover(model, IOI, METHOD, data=same, n=6, seed=0, progress=False)
 
 
 def _scores(clean: float, corrupt: float, values: list[float], accuracy: float = 0.95) -> Scores:
