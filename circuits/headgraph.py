@@ -132,11 +132,15 @@ class HeadGraph:
             )
         if not all(math.isfinite(v) for v in data["scores"]["values"]):
             raise HeadgraphError(f"not saving {path}: some scores are infinite")
+        try:
+            text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+        except ValueError:
+            raise HeadgraphError(f"not saving {path}: it would hold a non-finite number") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(data, indent=1, allow_nan=False) + "\n")
+                f.write(text)
             os.replace(tmp, path)  # readers see the old file or the whole new one
         finally:
             Path(tmp).unlink(missing_ok=True)

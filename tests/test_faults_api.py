@@ -192,6 +192,11 @@ def test_save_refuses_a_non_finite_baseline(model: Any, tmp_path: Path) -> None:
     nan = dataclasses.replace(hg.scores, baseline=dataclasses.replace(hg.scores.baseline, clean=math.nan))
     with pytest.raises(HeadgraphError, match="baseline is not finite"):
         dataclasses.replace(hg, scores=nan).save(tmp_path / "c.json")
+    tiny_gap = dataclasses.replace(
+        hg.scores, baseline=dataclasses.replace(hg.scores.baseline, clean=1e-320, corrupt=0.0)
+    )
+    with pytest.raises(HeadgraphError, match="non-finite number"):  # normalized scores overflow to inf
+        dataclasses.replace(hg, scores=tiny_gap).save(tmp_path / "c.json")
     assert list(tmp_path.iterdir()) == []
 
 
