@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
-from circuits.errors import USER_ERRORS
+from circuits.errors import USER_ERRORS, HeadgraphWarning
 
 __all__ = ["COMMANDS", "main"]
 
@@ -48,11 +50,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``headgraph`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        status: int = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line(warnings.showwarning)
+            status: int = args.func(args)
     except USER_ERRORS as err:
         print(f"headgraph: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("headgraph: interrupted", file=sys.stderr)
+        return 130  # the shell's status for SIGINT
     return status
+
+
+def _one_line(default: Any) -> Any:
+    """A ``warnings.showwarning`` that prints a :class:`HeadgraphWarning` as ``headgraph: warning: ...``."""
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, HeadgraphWarning):
+            print(f"headgraph: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
 
 
 if __name__ == "__main__":

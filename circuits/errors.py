@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from tasks.errors import TaskError, UnknownNameError
 
-__all__ = ["CircuitFileError", "HeadgraphError", "ModelLoadError", "USER_ERRORS", "UnknownNameError"]
+__all__ = [
+    "CircuitFileError",
+    "HeadgraphError",
+    "HeadgraphWarning",
+    "ModelLoadError",
+    "USER_ERRORS",
+    "UnknownNameError",
+]
 
 
 class HeadgraphError(Exception):
@@ -17,6 +24,10 @@ class ModelLoadError(HeadgraphError):
 
 class CircuitFileError(HeadgraphError):
     """A file is not a headgraph circuit, or has a schema this version cannot read."""
+
+
+class HeadgraphWarning(UserWarning):
+    """Something the user should know about a result or the environment (the CLI prints one line)."""
 
 
 USER_ERRORS: tuple[type[Exception], ...] = (HeadgraphError, TaskError, UnknownNameError)

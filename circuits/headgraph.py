@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from typing import Any
 
 import torch
 
-from circuits.errors import CircuitFileError
+from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.graph import Edge, Graph, Node
 from circuits.model import ModelInfo
 from circuits.scores import Baseline, Circuit, Level, Scores
@@ -59,7 +61,11 @@ class TaskRun:
 
 @dataclass(frozen=True)
 class HeadGraph:
-    """A discovered circuit and everything needed to interpret and reproduce it."""
+    """A discovered circuit and everything needed to interpret and reproduce it.
+
+    ``warnings`` are the problems found with the result when it was made (a degenerate baseline,
+    :mod:`circuits.result_checks`), kept with it so that every reader sees them.
+    """
 
     model: ModelInfo
     task: TaskRun
@@ -67,6 +73,7 @@ class HeadGraph:
     circuit: Circuit
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     headgraph_version: str = field(default_factory=_package_version)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (scored items only; NaN scores are omitted)."""
@@ -79,6 +86,7 @@ class HeadGraph:
             "schema_version": SCHEMA_VERSION,
             "headgraph_version": self.headgraph_version,
             "created": self.created,
+            "warnings": list(self.warnings),
             "model": self.model.to_dict(),
             "task": {
                 "name": self.task.name,
@@ -115,10 +123,32 @@ class HeadGraph:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the JSON file (parent folders are created)."""
+        """Write the JSON file atomically (parent folders are created).
+
+        Raises:
+            HeadgraphError: a non-finite baseline metric or score (such a file could not be read back).
+        """
         path = Path(path)
+        data = self.to_dict()
+        b = data["baseline"]
+        if not all(isinstance(b[k], float) and math.isfinite(b[k]) for k in ("clean", "corrupt")):
+            raise HeadgraphError(
+                f"not saving {path}: the baseline is not finite (clean {b['clean']}, corrupt {b['corrupt']})"
+            )
+        if not all(math.isfinite(v) for v in data["scores"]["values"]):
+            raise HeadgraphError(f"not saving {path}: some scores are infinite")
+        try:
+            text = json.dumps(data, indent=1, allow_nan=False) + "\n"
+        except ValueError:
+            raise HeadgraphError(f"not saving {path}: it would hold a non-finite number") from None
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)  # readers see the old file or the whole new one
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         return path
 
     @staticmethod
@@ -134,6 +164,10 @@ class HeadGraph:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CircuitFileError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise CircuitFileError(f"{path}: is a folder, not a circuit file") from None
+        except OSError as err:
+            raise CircuitFileError(f"{path}: cannot read ({err.strerror or type(err).__name__})") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CircuitFileError(f"{path}: not a headgraph circuit file (not JSON: {err})") from None
         return HeadGraph.from_dict(data, source=str(path))
@@ -150,12 +184,28 @@ class HeadGraph:
             )
         try:
             return _from_dict(data)
-        except (KeyError, TypeError, ValueError) as err:
-            raise CircuitFileError(f"{source}: malformed circuit file ({type(err).__name__}: {err})") from None
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            AttributeError,
+            ArithmeticError,
+            RuntimeError,
+            HeadgraphError,
+        ) as err:
+            first = str(err).splitlines()[0] if str(err) else "no detail"
+            raise CircuitFileError(f"{source}: malformed circuit file ({type(err).__name__}: {first})") from None
 
 
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else x
+
+
+def _int(x: Any) -> int:
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise TypeError(f"expected an integer, got {x!r}")
+    return x
 
 
 def _nan(x: float | None) -> float:
@@ -164,7 +214,7 @@ def _nan(x: float | None) -> float:
 
 def _from_dict(data: dict[str, Any]) -> HeadGraph:
     g = data["graph"]
-    graph = Graph(int(g["n_layers"]), int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
+    graph = Graph(_int(g["n_layers"]), _int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
     sc = data["scores"]
     level = Level(sc["level"])
     if level is Level.NODE:
@@ -173,9 +223,18 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
     else:
         ids = [graph.edge_index(Edge.parse(i, graph.n_layers)) for i in sc["ids"]]
         n = len(graph.edges)
+    scored = [float(v) for v in sc["values"]]
+    if len(scored) != len(ids) or len(sc["normalized"]) != len(ids):
+        raise ValueError(f"{len(ids)} scored ids but {len(scored)} values and {len(sc['normalized'])} normalized")
+    if len(set(ids)) != len(ids):
+        raise ValueError("an id is scored twice")
+    if not all(math.isfinite(v) for v in scored):
+        raise ValueError("a score is not a finite number")
     values = torch.full((n,), math.nan)
-    values[torch.tensor(ids, dtype=torch.long)] = torch.tensor([float(v) for v in sc["values"]])
+    values[torch.tensor(ids, dtype=torch.long)] = torch.tensor(scored)
     b = data["baseline"]
+    if not all(isinstance(b[k], int | float) and math.isfinite(b[k]) for k in ("clean", "corrupt")):
+        raise ValueError(f"the baseline is not finite (clean {b['clean']}, corrupt {b['corrupt']})")
     baseline = Baseline(
         metric=str(b["metric"]),
         clean=float(b["clean"]),
@@ -204,11 +263,16 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
     t = data["task"]
     task = TaskRun(
         name=str(t["name"]),
-        seed=int(t["seed"]),
-        n_pairs=int(t["n_pairs"]),
+        seed=_int(t["seed"]),
+        n_pairs=_int(t["n_pairs"]),
         tokenizer=str(t.get("tokenizer", "")),
         settings=dict(t.get("settings", {})),
         dropped={str(k): int(v) for k, v in t.get("dropped", {}).items()},
     )
     model = ModelInfo(**data["model"])
-    return HeadGraph(model, task, scores, circuit, str(data["created"]), str(data["headgraph_version"]))
+    notes = data.get("warnings", [])
+    if not isinstance(notes, list):
+        raise TypeError("warnings must be a list")
+    return HeadGraph(
+        model, task, scores, circuit, str(data["created"]), str(data["headgraph_version"]), tuple(map(str, notes))
+    )

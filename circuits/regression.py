@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CircuitDiff",
+    "Origin",
+    "check_same_origin",
     "describe",
     "read_circuit",
     "CircuitRegression",
@@ -240,8 +242,8 @@ def read_circuit(path: str | Path) -> HeadGraph:
         schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
     except FileNotFoundError:
         raise CircuitFileError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        schema = None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        schema = None  # HeadGraph.load says what is wrong
     if schema == "headgraph.golden":
         from circuits.groundtruth.golden import load_golden
 
@@ -254,6 +256,51 @@ def describe(hg: HeadGraph) -> str:
     pooled = hg.task.settings.get("pooled_seeds")
     seeds = f"seeds {pooled}" if pooled else f"seed {hg.task.seed}"
     return f"{hg.task.name} on {hg.model.name} · {hg.scores.method} · {hg.task.n_pairs} pairs ({seeds})"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a result was computed on, for refusing comparisons across models or tasks.
+
+    Attributes:
+        label: how messages name it (a file name, ``the golden circuit``).
+        model: the model's name.
+        config_hash: :class:`~circuits.model.ModelInfo`'s hash (None: unknown, not compared).
+        task: the task's name (None: not compared).
+    """
+
+    label: str
+    model: str
+    config_hash: str | None
+    task: str | None
+
+    @staticmethod
+    def of(hg: HeadGraph, label: str) -> Origin:
+        return Origin(label, hg.model.name, hg.model.config_hash, hg.task.name)
+
+
+def check_same_origin(a: Origin, b: Origin, *, force: bool = False) -> list[str]:
+    """The ways ``a`` and ``b`` differ in model name, config hash or task (fields None are skipped).
+
+    Returns:
+        The differences (empty when none), when ``force`` is set; the caller reports them.
+
+    Raises:
+        HeadgraphError: they differ and ``force`` is not set.
+    """
+    diffs = []
+    if a.model != b.model:
+        diffs.append(f"model {a.model!r} vs {b.model!r}")
+    if a.config_hash is not None and b.config_hash is not None and a.config_hash != b.config_hash:
+        diffs.append(f"model config hash {a.config_hash} vs {b.config_hash}")
+    if a.task is not None and b.task is not None and a.task != b.task:
+        diffs.append(f"task {a.task!r} vs {b.task!r}")
+    if diffs and not force:
+        raise HeadgraphError(
+            f"{a.label} and {b.label} were not computed on the same model and task ({'; '.join(diffs)}); "
+            "--force compares them anyway"
+        )
+    return diffs
 
 
 class CircuitRegression:

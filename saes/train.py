@@ -11,8 +11,10 @@ the codes of the SAE written to disk and read back by ``sae_lens.SAE.load_from_d
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -38,8 +40,26 @@ from saes.head_saes import HeadSAEs
 __all__ = ["train_head_saes", "train_sae"]
 
 
+@contextmanager
+def _bars(show: bool) -> Iterator[None]:
+    """sae-lens's training bar, shown or not (its trainer takes no option for it)."""
+    import sae_lens.training.sae_trainer as trainer
+
+    before = trainer.tqdm
+    if not show:
+        trainer.tqdm = functools.partial(before, disable=True)
+    try:
+        yield
+    finally:
+        trainer.tqdm = before
+
+
 def train_head_saes(
-    x: Float[Tensor, "batch head d_model"], cfg: SAEConfig, metadata: Mapping[str, Any] | None = None
+    x: Float[Tensor, "batch head d_model"],
+    cfg: SAEConfig,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    progress: bool = True,
 ) -> HeadSAEs:
     """Train the SAE(s) that code these head outputs.
 
@@ -48,15 +68,17 @@ def train_head_saes(
         cfg: architecture, size and training settings.
         metadata: what the vectors are (model name, pooling, ...), JSON-ready; stored in every SAE's
             sae-lens metadata and in the saved manifest.
+        progress: show sae-lens's training bars.
     """
     if x.ndim != 3 or x.shape[0] == 0:
         raise SAEError(f"expected training vectors [batch, head, d_model] with batch > 0, got {tuple(x.shape)}")
     meta = dict(metadata or {})
     n_heads = int(x.shape[1])
-    if cfg.sharing is Sharing.SHARED:
-        saes: tuple[SAE[Any], ...] = (train_sae(x.reshape(-1, x.shape[-1]), cfg, meta),)
-    else:
-        saes = tuple(train_sae(x[:, h], cfg, {**meta, "head": h}, seed_offset=h) for h in range(n_heads))
+    with _bars(progress):
+        if cfg.sharing is Sharing.SHARED:
+            saes: tuple[SAE[Any], ...] = (train_sae(x.reshape(-1, x.shape[-1]), cfg, meta),)
+        else:
+            saes = tuple(train_sae(x[:, h], cfg, {**meta, "head": h}, seed_offset=h) for h in range(n_heads))
     return HeadSAEs(saes, cfg.sharing, n_heads, meta)
 
 

@@ -35,6 +35,10 @@ __all__ = ["TASKS", "PromptPair", "PromptPairDataset", "Task"]
 MAX_DRAWS_PER_PAIR = 4
 """A dataset of n pairs gives up after drawing this many times n candidate pairs."""
 
+STALE_DRAWS = 10
+""":meth:`Task.check_distinct` stops after this many times the distinct pairs seen without a new one
+(a pair the stream draws with probability p is missed with probability e^(-10 p · seen))."""
+
 
 @dataclass(frozen=True)
 class PromptPair:
@@ -115,8 +119,8 @@ class PromptPairDataset:
 
     def batches(self, batch_size: int) -> Iterator[PromptPairDataset]:
         """Consecutive sub-datasets of at most ``batch_size`` examples."""
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise TaskError(f"batch_size must be a positive integer, got {batch_size!r}")
         for start in range(0, len(self), batch_size):
             yield self.select(slice(start, start + batch_size))
 
@@ -162,6 +166,39 @@ class Task(ABC):
         _check_n(n)
         stream = self.stream(random.Random(seed), tokenizer)
         return [next(stream) for _ in range(n)]
+
+    def check_distinct(self, n: int, *, seed: int) -> int:
+        """Raise unless the stream seeded with ``seed`` holds ``n`` distinct pairs; return the repeats.
+
+        Draws text pairs (no tokenizer, so before a model loads) until ``n`` distinct ones are seen,
+        for at most :data:`MAX_DRAWS_PER_PAIR` × ``n`` draws: a task with a small space of prompts
+        (greater-than: 3,525 pairs) cannot give more, and ``dataset`` would give repeats or fail.
+        Returns how many of the first ``n`` draws repeat an earlier pair.
+
+        Raises:
+            TaskError: fewer than ``n`` distinct pairs in the draws (the message gives the count).
+        """
+        _check_n(n)
+        stream = self.stream(random.Random(seed), None)
+        seen: set[tuple[str, str]] = set()
+        repeats = stale = 0
+        for i in range(MAX_DRAWS_PER_PAIR * n):
+            pair = next(stream)
+            key = (pair.clean, pair.corrupt)
+            if key in seen:
+                repeats += i < n
+                stale += 1
+                if stale > STALE_DRAWS * len(seen):  # the stream has shown every pair it has
+                    break
+            else:
+                seen.add(key)
+                stale = 0
+            if len(seen) >= n and i >= n - 1:
+                return repeats
+        raise TaskError(
+            f"task {self.name!r} gave only {len(seen)} distinct prompt pairs in {i + 1} draws, fewer than the "
+            f"{n} asked; ask for at most {len(seen)}"
+        )
 
     def dataset(self, tokenizer: TextTokenizer, n: int, *, seed: int) -> PromptPairDataset:
         """Draw pairs until ``n`` pass validation for ``tokenizer`` and tokenize them.

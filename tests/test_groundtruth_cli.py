@@ -25,10 +25,10 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 @pytest.fixture
 def gpt2_shaped_file(tiny_model: TinyFactory, tmp_path: Path) -> Path:
     """A circuit file of a random model with GPT-2 small's shape (12 × 12, MLPs)."""
-    model = tiny_model(n_layers=12, n_heads=12, d_model=16, d_head=4, d_mlp=16)
+    model = tiny_model(n_layers=12, n_heads=12, d_model=16, d_head=4, d_mlp=16, model_name="gpt2")
     data = random_dataset(n=2, length=5, diff_from=2)
     scores = ActivationPatching()(model, data, LogitDiff(), progress=False)
-    return HeadGraph(model_info(model), TaskRun("random", 0, 2), scores, scores.top_k(10)).save(tmp_path / "c.json")
+    return HeadGraph(model_info(model), TaskRun("ioi", 0, 2), scores, scores.top_k(10)).save(tmp_path / "c.json")
 
 
 def test_score_against_a_published_circuit(capsys: pytest.CaptureFixture[str], gpt2_shaped_file: Path) -> None:

@@ -2,10 +2,64 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 from circuits.errors import HeadgraphError
 from circuits.headgraph import HeadGraph
 
-__all__ = ["format_table", "parse_settings"]
+__all__ = ["check_output_file", "format_table", "parse_settings", "parse_top", "prepare_output_dir"]
+
+
+def prepare_output_dir(folder: str | Path, files: tuple[str, ...], option: str = "--out") -> Path:
+    """Check, before any work is done, that ``files`` can be written in ``folder``.
+
+    Nothing is created: a missing folder needs a writable existing ancestor (the writer creates it).
+
+    Raises:
+        HeadgraphError: ``folder`` (or an ancestor) is a file, the folder cannot be written, or one
+            of ``files`` exists as a folder or cannot be overwritten.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HeadgraphError(f"{option} {folder}: {existing} is a file, not a folder")
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".write-probe.", dir=existing))
+    except OSError as err:
+        raise HeadgraphError(f"{option} {folder} cannot be written ({err.strerror or type(err).__name__})") from None
+    for name in files:
+        _check_target(folder / name, option)
+    return folder
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Check, before any work, that the file ``path`` can be written (see :func:`prepare_output_dir`).
+
+    Raises:
+        HeadgraphError: ``path`` is a folder, or its folder cannot be written.
+    """
+    path = Path(path)
+    prepare_output_dir(path.parent, (path.name,), option)
+    return path
+
+
+def _check_target(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise HeadgraphError(f"{option}: {path} is a folder; cannot write the file there")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise HeadgraphError(f"{option}: {path} exists and cannot be overwritten")
+
+
+def parse_top(top: int) -> int:
+    """``--top`` rows to print: a positive number."""
+    if top <= 0:
+        raise HeadgraphError(f"--top must be a positive number of rows, got {top}")
+    return top
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circuits.commands.common import prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if TYPE_CHECKING:
@@ -51,11 +53,14 @@ def run(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions)
     if args.n <= 0:
         raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
-    a = [read_circuit(p) for p in args.a.split(",")]
-    b = [read_circuit(p) for p in args.b.split(",")]
+    paths = {"A": args.a.split(","), "B": args.b.split(",")}
+    a = [read_circuit(p) for p in paths["A"]]
+    b = [read_circuit(p) for p in paths["B"]]
     if args.roles:
         if len(a) > 1 or len(b) > 1:
             raise HeadgraphError("a role comparison takes one circuit file on each side, not stages")
+        if args.out:
+            prepare_output_dir(args.out, ("roles.md", "roles.json"))
         return _compare_roles(a[0], b[0], args)
     ga, gb = a[0].scores.graph, b[0].scores.graph
     if (ga.n_layers, ga.n_heads) != (gb.n_layers, gb.n_heads):
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             f"cannot compare circuits of a {gb.n_layers}×{gb.n_heads} and a {ga.n_layers}×{ga.n_heads} model "
             "head by head; --roles compares two models' IOI circuits by role"
         )
+    _check_origins(a, b, paths, force=args.force)
     for name, stages in (("A", a), ("B", b)):
         print(f"{name}: {describe(stages[0])}" + (f" (+{len(stages) - 1} more stages)" if len(stages) > 1 else ""))
     diff = diff_circuits(b[0].scores, a[0].scores, args.top_k)
@@ -75,6 +81,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"{o.fraction:>8.0%} {o.per_stage:>9} {len(o.a):>4} {len(o.b):>4} {len(o.shared):>6} "
               f"{o.jaccard:>7.3f} {o.a_in_b:>6.3f} {o.b_in_a:>6.3f}")  # fmt: skip
     return 0
+
+
+def _check_origins(a: list[HeadGraph], b: list[HeadGraph], paths: dict[str, list[str]], *, force: bool) -> None:
+    """Head-by-head comparison needs one model: A and B on the same model (name and config hash),
+    and each side's stages on one task. A and B may be different tasks (their overlap is the point)."""
+    from circuits.regression import Origin, check_same_origin
+
+    for side, stages in (("A", a), ("B", b)):
+        for path, hg in zip(paths[side][1:], stages[1:], strict=True):
+            check_same_origin(Origin.of(stages[0], paths[side][0]), Origin.of(hg, path), force=force)
+    first_a, first_b = Origin.of(a[0], paths["A"][0]), Origin.of(b[0], paths["B"][0])
+    no_task = (Origin(first_a.label, first_a.model, first_a.config_hash, None),
+               Origin(first_b.label, first_b.model, first_b.config_hash, None))  # fmt: skip
+    for diff in check_same_origin(*no_task, force=force):
+        print(f"headgraph: warning: --force: comparing across {diff}", file=sys.stderr)
 
 
 def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
@@ -137,9 +158,14 @@ def register(sub: Any) -> None:
     c.add_argument("a", help="circuit or golden file (comma-separated: one task's stages)")
     c.add_argument("b", help="circuit or golden file (comma-separated: one task's stages)")
     c.add_argument("--top-k", type=int, default=20, help="heads compared in the diff (default: 20)")
-    c.add_argument("--fractions", default="0.01,0.02,0.05,0.1", help="overlap thresholds (default: 1,2,5,10%%)")
+    c.add_argument(
+        "--fractions",
+        default="0.01,0.02,0.05,0.1",
+        help="overlap thresholds as fractions of the heads, in (0, 1] (default: 0.01,0.02,0.05,0.1)",
+    )
     c.add_argument("--roles", action="store_true", help="compare two IOI circuits by role (works across models)")
     c.add_argument("--n", type=int, default=64, help="pairs measured per model for roles (default: 64)")
     c.add_argument("--out", default=None, help="folder for roles.md and roles.json (roles only)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--force", action="store_true", help="compare circuits of different models (name or config hash)")
     c.set_defaults(func=run)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-from circuits.commands.common import format_table, parse_settings
+from circuits.commands.common import format_table, parse_settings, prepare_output_dir
 from circuits.errors import HeadgraphError
+
+OUTPUTS = ("circuit.json", "circuit.png")
+"""The files discover writes under ``--out`` (checked before the model loads)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,18 +26,23 @@ def run(args: argparse.Namespace) -> int:
         raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
+    repeats = task.check_distinct(args.n, seed=args.seed)  # --n beyond the task's distinct pairs fails here
+    out = prepare_output_dir(args.out, OUTPUTS)  # before the work, not after it
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
     model = load_model(args.model, progress=progress)
     print(f"loaded in {getattr(model, 'headgraph_load_seconds', float('nan')):.1f} s", flush=True)
-    print(f"task {task.name}: {args.n} prompt pairs, seed {args.seed}; method {method.name}", flush=True)
+    same = f" ({repeats} repeat an earlier pair)" if repeats else ""
+    print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
     start = time.perf_counter()
-    hg = discover(model, task, method, n=args.n, seed=args.seed, top_k=args.top_k, progress=progress)
+    hg = discover(
+        model, task, method, n=args.n, seed=args.seed, top_k=args.top_k, progress=progress, strict=args.strict
+    )
     print(f"{method.name} took {time.perf_counter() - start:.1f} s\n", flush=True)
     print(format_table(hg, args.top_k))
-    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    png_path = plot_headgraph(hg, out / "circuit.png")  # the picture first: circuit.json marks a finished run
     json_path = hg.save(out / "circuit.json")
-    png_path = plot_headgraph(hg, out / "circuit.png")
     print(f"\nwrote {json_path} and {png_path}")
     return 0
 
@@ -51,4 +58,5 @@ def register(sub: Any) -> None:
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting")
     d.add_argument("--out", default="out", help="folder for circuit.json and circuit.png")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument("--strict", action="store_true", help="fail on a degenerate baseline instead of warning")
     d.set_defaults(func=run)

@@ -18,6 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from circuits.commands.common import prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if typing.TYPE_CHECKING:
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise HeadgraphError(
             f"the file's scores use metric {hg.scores.baseline.metric!r}, task {task.name} uses {task.metric.name!r}"
         )
+    out = prepare_output_dir(args.out or Path(args.circuit).parent, ("faithfulness.png", "faithfulness.json"))
     progress = not args.quiet
     print(f"loading {hg.model.name} ...", flush=True)
     model = load_model(hg.model.name, progress=progress)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                         f" · scores {hg.scores.method} ({hg.scores.level.value} level)"))  # fmt: skip
     kept = len(hg.circuit.edges) if hg.circuit.edges else len(hg.circuit.nodes)
     print(f"\nthe file's own circuit ({kept} {'edges' if hg.circuit.edges else 'nodes'}): faithfulness {own:.3f}")
-    out = Path(args.out) if args.out else Path(args.circuit).parent
+    out.mkdir(parents=True, exist_ok=True)
     png = plot_faithfulness(report, out / "faithfulness.png", f"{hg.model.name} · {task.name} · {hg.scores.method}")
     doc = {**report.to_dict(), "circuit_file": str(args.circuit), "own_circuit_faithfulness": own, "seed": seed}
     json_path = out / "faithfulness.json"

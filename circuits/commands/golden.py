@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from circuits.commands.common import check_output_file
 from circuits.errors import HeadgraphError
 
 
@@ -33,6 +34,8 @@ def build(args: argparse.Namespace) -> int:
     recipes = {n: GOLDEN_RECIPES[n] for n in names}  # fail fast on unknown names
     if args.out and len(names) > 1:
         raise HeadgraphError("--out needs --name (one golden circuit per file)")
+    if args.out:
+        check_output_file(args.out, "--out")
     overrides: dict[str, Any] = {}
     if args.pairs is not None:
         overrides["n_pairs"] = args.pairs

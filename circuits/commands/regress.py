@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from typing import Any
 
 from circuits.errors import HeadgraphError
@@ -22,7 +23,8 @@ QUICK_MAX_SCORE_CHANGE = 1e-3
 def run(args: argparse.Namespace) -> int:
     from circuits.commands.golden import parse_seeds
     from circuits.groundtruth.golden import load_golden, pool, recipe_model, recipe_runner
-    from circuits.regression import CircuitRegressionError, assert_circuit_matches, describe
+    from circuits.model import model_info
+    from circuits.regression import CircuitRegressionError, Origin, assert_circuit_matches, check_same_origin, describe
 
     if args.min_jaccard is not None and not 0.0 <= args.min_jaccard <= 1.0:
         raise HeadgraphError(f"min_jaccard must be in [0, 1], got {args.min_jaccard}")
@@ -45,7 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if max_change is None and args.quick:
         max_change = QUICK_MAX_SCORE_CHANGE
     print(f"golden: {describe(reference)}", flush=True)
-    runner = recipe_runner(recipe, recipe_model(recipe, not args.quiet), progress=not args.quiet)
+    model = recipe_model(recipe, not args.quiet)
+    info = model_info(model)
+    found_origin = Origin(f"the model loaded for {recipe.model!r}", info.name, info.config_hash, None)
+    for note in check_same_origin(Origin.of(reference, "the golden circuit"), found_origin, force=args.force):
+        print(f"headgraph: warning: --force: recomputing across {note}", file=sys.stderr)
+    runner = recipe_runner(recipe, model, progress=not args.quiet)
     if args.quick:
         found = runner(recipe.quick_pairs, recipe.seeds[0]).scores
     else:
@@ -72,4 +79,5 @@ def register(sub: Any) -> None:
     r.add_argument("--min-jaccard", type=float, help="least top-k Jaccard (default 0.8; 1.0 with --quick)")
     r.add_argument("--max-score-change", type=float, help="largest normalized score change of a golden head")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--force", action="store_true", help="recompute even if the model differs from the golden's")
     r.set_defaults(func=run)

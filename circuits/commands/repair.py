@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-from pathlib import Path
 from typing import Any
 
+from circuits.commands.common import prepare_output_dir
 from circuits.errors import HeadgraphError
 
 DEFAULT_COLLATERAL = ("ioi", "arithmetic", "mcqa")
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
     )
+    out = prepare_output_dir(args.out, ("repair.md", "repair.json", "repair.png"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
     model = load_model(args.model, progress=progress)
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     command = _command(args)
     md = repair_markdown(result, command)
     print(md)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "repair.md").write_text(md, encoding="utf-8")
     data = repair_to_dict(result) | {"command": command}

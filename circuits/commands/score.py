@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
 from circuits.errors import HeadgraphError
@@ -22,12 +23,14 @@ def score_file(args: argparse.Namespace) -> int:
     from circuits.evaluation import ZERO_TOL, evaluate, labels, precision_recall_at_k
     from circuits.graph import NodeKind
     from circuits.groundtruth.truth import get_ground_truth
-    from circuits.regression import describe, read_circuit
+    from circuits.regression import Origin, check_same_origin, describe, read_circuit
     from circuits.scores import Level
 
     truth_spec = get_ground_truth(args.truth)  # fail fast on the name before reading the file
     hg = read_circuit(args.circuit)
-    truth = truth_spec.circuit(hg.scores.graph)
+    truth = truth_spec.circuit(hg.scores.graph)  # the shape first: its message says what the truth is on
+    for note in check_same_origin(Origin.of(hg, args.circuit), _truth_origin(args.truth, truth_spec), force=args.force):
+        print(f"headgraph: warning: --force: scoring across {note}", file=sys.stderr)
     zero_tol = ZERO_TOL if args.zero_tol is None else args.zero_tol
     if zero_tol < 0:
         raise HeadgraphError(f"--zero-tol must be non-negative, got {zero_tol}")
@@ -60,6 +63,18 @@ def score_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _truth_origin(name: str, spec: Any) -> Any:
+    """What a ground truth is of: its model and task (and, for a golden circuit, the config hash)."""
+    from circuits.groundtruth.golden import load_golden
+    from circuits.groundtruth.truth import GOLDEN_PREFIX
+    from circuits.regression import Origin
+
+    config_hash = None
+    if name.startswith(GOLDEN_PREFIX):
+        config_hash = load_golden(name[len(GOLDEN_PREFIX) :]).pooled.model.config_hash
+    return Origin(f"ground truth {spec.name}", spec.model.name, config_hash, spec.task)
+
+
 def score_planted(args: argparse.Namespace) -> int:
     from circuits.groundtruth.benchmark import format_results, score_methods
 
@@ -85,6 +100,7 @@ def register(sub: Any) -> None:
     s.add_argument("circuit", nargs="?", help="circuit file from discover (or a golden file)")
     s.add_argument("--truth", help="ground truth name, e.g. ioi-wang2022 or golden/ioi-smollm2-135m")
     s.add_argument("--zero-tol", type=float, help="importance at most this × the largest counts as 0 (default 1e-6)")
+    s.add_argument("--force", action="store_true", help="score a circuit of another model or task than the truth's")
     s.add_argument("--planted", action="store_true", help="score every registered method on the planted models")
     s.add_argument("--methods", help="with --planted: comma-separated method names (default: all)")
     s.add_argument("--pairs", type=int, default=16, help="with --planted: prompt pairs per model (default: 16)")

@@ -6,17 +6,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from circuits.commands.common import format_table
+from circuits.commands.common import check_output_file, format_table, parse_top
 
 
 def run(args: argparse.Namespace) -> int:
     from circuits.headgraph import HeadGraph
     from circuits.plot import plot_headgraph
 
+    top = parse_top(args.top)
     hg = HeadGraph.load(args.circuit)
-    print(format_table(hg, args.top))
-    if not args.no_plot:
-        png = Path(args.png) if args.png else Path(args.circuit).with_suffix(".png")
+    png = None if args.no_plot else check_output_file(args.png or Path(args.circuit).with_suffix(".png"), "--png")
+    print(format_table(hg, top))
+    for note in hg.warnings:
+        print(f"warning (recorded when the circuit was made): {note}")
+    if png is not None:
         print(f"\nwrote {plot_headgraph(hg, png)}")
     return 0
 

@@ -7,9 +7,9 @@ import dataclasses
 import json
 import shlex
 import time
-from pathlib import Path
 from typing import Any
 
+from circuits.commands.common import prepare_output_dir
 from circuits.errors import HeadgraphError
 
 
@@ -20,6 +20,7 @@ def report(args: argparse.Namespace) -> int:
     rows = default_rows(args.task or None, variants=not args.defaults_only)  # unknown names fail before loading
     if args.n <= 0:
         raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    out = prepare_output_dir(args.out, ("tasks_report.md", "tasks_report.json"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
     model = load_model(args.model, progress=progress)
@@ -27,7 +28,6 @@ def report(args: argparse.Namespace) -> int:
     rep = task_report(model, rows, n=args.n, seed=args.seed, progress=progress)
     rep = dataclasses.replace(rep, command=_command(args), seconds=time.perf_counter() - start)
     print(rep.markdown_table())
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tasks_report.md").write_text(rep.to_markdown(), encoding="utf-8")
     (out / "tasks_report.json").write_text(json.dumps(rep.to_dict(), indent=2) + "\n", encoding="utf-8")

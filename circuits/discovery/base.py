@@ -171,8 +171,14 @@ def baseline(model: HookedTransformer, data: PromptPairDataset, metric: Metric, 
 
 
 def _convert(field: dataclasses.Field[Any], text: str) -> Any:
-    """Parse ``text`` as the type of a method field (enums by value, bools as true/false)."""
+    """Parse ``text`` as the type of a method field (enums by value, bools as true/false, tuples
+    as comma-separated strings)."""
     default = field.default
+    if "tuple[" in str(field.type):  # a list setting: comma-separated (heads=L23H3,L20H0)
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        if not items:
+            raise HeadgraphError(f"{field.name} expects comma-separated values, got {text!r}")
+        return items
     if isinstance(default, Enum):
         enum = type(default)
         try:
@@ -206,4 +212,7 @@ def build_method(name: str, settings: dict[str, str] | None = None) -> Discovery
         if key not in fields:
             raise HeadgraphError(f"method {name!r} has no setting {key!r}; its settings: {', '.join(fields)}")
         kwargs[key] = _convert(fields[key], text)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise HeadgraphError(f"method {name!r}: {err}") from None

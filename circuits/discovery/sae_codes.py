@@ -287,7 +287,7 @@ def code_run(
         "n_heads": model.cfg.n_heads,
         "task": data.task,
     }
-    saes = train_head_saes(pool[train_rows.to(pool.device)], settings.sae_config(), meta)
+    saes = train_head_saes(pool[train_rows.to(pool.device)], settings.sae_config(), meta, progress=progress)
     seconds["train"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -279,7 +279,7 @@ def load_golden(name_or_path: str | Path) -> Golden:
     if data.get("schema_version") != GOLDEN_SCHEMA_VERSION:
         raise CircuitFileError(f"{path}: golden schema version {data.get('schema_version')!r} is not supported")
     try:
-        return Golden(
+        golden = Golden(
             name=str(data["name"]),
             recipe=GoldenRecipe.from_dict(data["recipe"]),
             pooled=HeadGraph.from_dict(data["pooled"], source=str(path)),
@@ -287,8 +287,26 @@ def load_golden(name_or_path: str | Path) -> Golden:
             quick=HeadGraph.from_dict(data["quick"], source=str(path)),
             made=dict(data["made"]),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, HeadgraphError) as err:
+        if isinstance(err, CircuitFileError):
+            raise
         raise CircuitFileError(f"{path}: malformed golden file ({type(err).__name__}: {err})") from None
+    _check_recipe(golden, path)
+    return golden
+
+
+def _check_recipe(golden: Golden, path: Path) -> None:
+    """The stored circuits must be what the recipe makes: its task and (unless planted) its model."""
+    r = golden.recipe
+    for label, hg in (("pooled", golden.pooled), ("quick", golden.quick), *(("run", x) for x in golden.runs)):
+        if hg.task.name != r.task:
+            raise CircuitFileError(
+                f"{path}: the recipe's task is {r.task!r} but its {label} circuit is of {hg.task.name!r}"
+            )
+        if not r.model.startswith(PLANTED_PREFIX) and hg.model.name != r.model:
+            raise CircuitFileError(
+                f"{path}: the recipe's model is {r.model!r} but its {label} circuit is of {hg.model.name!r}"
+            )
 
 
 Runner = Callable[[int, int], HeadGraph]

@@ -3,6 +3,8 @@ and the hub path for every other TransformerLens name."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -24,7 +26,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from circuits.errors import ModelLoadError
+from circuits.errors import HeadgraphWarning, ModelLoadError
+from circuits.model.cache import CacheDamage, verify_entry, writable_root, write_manifest
 from circuits.model.facts import prepare_model_
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
@@ -110,6 +113,9 @@ class AssembledGGUF:
     def path(self) -> Path:
         assembler = self._assembler()
         target = cache_dir() / "gguf" / str(assembler.EXPECTED_SHA256)[:16] / str(assembler.MODEL_NAME)
+        if target.is_file():
+            return target
+        target = writable_root(cache_dir()) / target.relative_to(cache_dir())
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -244,10 +250,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-CACHE_FORMAT = "processed-1"
+CACHE_FORMAT = "processed-2"
 """Version of the cache folder's layout: TransformerLens-processed weights (LayerNorm folded) and
 the processed model's config, so a cached load skips TransformerLens's weight processing (11 of
-the 20 s of a Gemma-3-270M load, and 5 GB of its memory, go there)."""
+the 20 s of a Gemma-3-270M load, and 5 GB of its memory, go there). Version 2 adds the manifest
+that :func:`~circuits.model.cache.verify_entry` checks on load."""
 
 
 def _cache_key(gguf_sha256: str) -> str:
@@ -266,6 +273,30 @@ def _config_kwargs(cfg: HookedTransformerConfig) -> dict[str, Any]:
 
 def _convert(name: str, spec: OfflineModel, progress: bool) -> tuple[HookedTransformer, Any]:
     """Dequantize the GGUF with transformers and convert and process it with TransformerLens."""
+
+    with _transformers_bars(progress):
+        return _convert_quietly(name, spec, progress)
+
+
+@contextmanager
+def _transformers_bars(show: bool) -> Iterator[None]:
+    """Transformers' progress bars (its logging switch, and the GGUF reader's own bar), shown or not."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    import transformers.utils.logging as hf_logging
+
+    before, enabled = gguf_utils.tqdm, hf_logging.is_progress_bar_enabled()
+    if not show:
+        gguf_utils.tqdm = functools.partial(before, disable=True)
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = before
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _convert_quietly(name: str, spec: OfflineModel, progress: bool) -> tuple[HookedTransformer, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     steps = tqdm(total=4, desc=f"converting {name}", disable=not progress, unit="step")
@@ -296,7 +327,10 @@ def _convert(name: str, spec: OfflineModel, progress: bool) -> tuple[HookedTrans
 
 
 def _write_cache(model: HookedTransformer, tok: Any, target: Path) -> None:
-    """Write the processed weights, config and tokenizer to ``target`` atomically."""
+    """Write the processed weights, config, tokenizer and manifest to ``target`` atomically.
+
+    A damaged entry already at ``target`` (see :func:`_load_offline`) is replaced.
+    """
     from safetensors.torch import save_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -306,41 +340,84 @@ def _write_cache(model: HookedTransformer, tok: Any, target: Path) -> None:
         weights = {k: v.detach().contiguous() for k, v in model.named_parameters()}
         save_file(weights, str(tmp / "weights.safetensors"))
         (tmp / "config.json").write_text(json.dumps(_config_kwargs(model.cfg), indent=1))
-        try:
-            tmp.rename(target)  # atomic: readers see the whole folder or none
-        except OSError:
-            if not (target / "config.json").is_file():  # not a concurrent writer that won
-                raise
+        write_manifest(tmp)  # last: an entry without it is incomplete
+        _rename_into(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _rename_into(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target`` (atomic: readers see the whole folder or none)."""
+    for _ in range(2):
+        try:
+            tmp.rename(target)
+            return
+        except OSError:
+            try:
+                verify_entry(target)
+                return  # a concurrent writer won with a sound entry
+            except CacheDamage:
+                shutil.rmtree(target, ignore_errors=True)  # a damaged entry: replace it once
+    tmp.rename(target)  # raises the OSError to report
+
+
 def _read_cache(target: Path, device: str) -> HookedTransformer:
-    """The model cached in ``target`` (parameters memory-mapped, no weight processing)."""
+    """The model cached in ``target`` (parameters memory-mapped, no weight processing).
+
+    Raises:
+        CacheDamage: the entry fails :func:`~circuits.model.cache.verify_entry` or cannot be read.
+    """
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    cfg = HookedTransformerConfig(**json.loads((target / "config.json").read_text()), device=device)
-    tok = AutoTokenizer.from_pretrained(target / "tokenizer")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
-        model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    missing, unexpected = model.load_state_dict(
-        load_file(str(target / "weights.safetensors")), strict=False, assign=True
-    )
+    verify_entry(target)
+    try:
+        cfg = HookedTransformerConfig(**json.loads((target / "config.json").read_text()), device=device)
+        tok = AutoTokenizer.from_pretrained(target / "tokenizer")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
+            model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
+        missing, unexpected = model.load_state_dict(
+            load_file(str(target / "weights.safetensors")), strict=False, assign=True
+        )
+    except Exception as err:  # json, safetensors, tokenizers and torch raise many types
+        raise CacheDamage(f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
     buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not cached
     if unexpected or set(missing) - buffers:
-        raise ModelLoadError(f"the cache folder {target} does not match its config; delete it to convert again")
+        raise CacheDamage("its weights do not match its config")
     return model
 
 
 def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
+    """Read the cached conversion, or convert and cache it; a damaged entry is rebuilt with a warning.
+
+    An unwritable cache folder falls back to a temporary one (:func:`~circuits.model.cache.writable_root`),
+    checked before the conversion starts.
+    """
     target = spec.cache_folder(name)
-    if (target / "config.json").is_file():
-        model = _read_cache(target, device)
-    else:
-        model, tok = _convert(name, spec, progress)
+    if target.exists():
+        try:
+            return _read_cache(target, device).to(device, print_details=False)
+        except CacheDamage as damage:
+            warnings.warn(
+                f"the cached conversion of {name} in {target} is damaged ({damage}); converting it again",
+                HeadgraphWarning,
+                stacklevel=3,
+            )
+    root = writable_root(target.parent)
+    if root != target.parent:
+        target = root / target.name
+        if target.exists():  # converted earlier in this process
+            with contextlib.suppress(CacheDamage):
+                return _read_cache(target, device).to(device, print_details=False)
+    model, tok = _convert(name, spec, progress)
+    try:
         _write_cache(model, tok, target)
+    except OSError as err:
+        raise ModelLoadError(
+            f"could not write the converted {name} to {target} ({err.strerror or err}); free space, "
+            f"delete {target} if it exists, or set HEADGRAPH_CACHE to a writable folder"
+        ) from None
     return model.to(device, print_details=False)
 
 
@@ -349,10 +426,11 @@ def load_tokenizer(name: str = DEFAULT_MODEL) -> TextTokenizer:
     from transformers import AutoTokenizer
 
     spec = OFFLINE_MODELS[name]
-    cached = spec.cache_folder(name) / "tokenizer"
-    if cached.is_dir():
-        hf = AutoTokenizer.from_pretrained(cached)
-    else:
+    folder = spec.cache_folder(name)
+    try:
+        verify_entry(folder, under="tokenizer/")
+        hf = AutoTokenizer.from_pretrained(folder / "tokenizer")
+    except (CacheDamage, OSError, ValueError):  # no entry or a damaged one: the GGUF's own tokenizer
         gguf = spec.gguf_path()
         hf = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     return TextTokenizer(hf, spec.prepend_bos, name)
@@ -424,6 +502,10 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", progress: bool
     Raises:
         ModelLoadError: unknown name, missing weights package, or no hub access for a hub model.
     """
+    if not isinstance(name, str):
+        raise ModelLoadError(f"the model name must be a string, got {type(name).__name__} {name!r}")
+    if not isinstance(device, str | torch.device):
+        raise ModelLoadError(f"device must be a string such as 'cpu', got {type(device).__name__} {device!r}")
     start = time.perf_counter()
     if name in OFFLINE_MODELS:
         model = _load_offline(name, OFFLINE_MODELS[name], device, progress)
