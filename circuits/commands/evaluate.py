@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from circuits.faithfulness import (
         PERCENTAGES,
         CircuitRunner,
+        CurveRule,
         FaithfulnessReport,
         Selection,
         faithfulness_curve,
@@ -42,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     ablation = _choice(Ablation, args.ablation, "--ablation")
     selection = _choice(Selection, args.selection, "--selection")
     percentages = _percentages(args.percentages) if args.percentages else PERCENTAGES
+    rule = _choice(CurveRule, args.curve, "--curve")
+    if rule is CurveRule.MIB and args.percentages:
+        raise HeadgraphError("--curve mib uses MIB's ten circuit sizes; drop --percentages")
     task = task_from_run(hg.task.name, hg.task.settings)
     n = args.n if args.n is not None else hg.task.n_pairs
     seed = args.seed if args.seed is not None else hg.task.seed
@@ -59,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     data = task.dataset(text_tokenizer(model), n, seed=seed)
     runner = CircuitRunner(model, data, task.metric, ablation, args.batch_size)
     curves = [
-        faithfulness_curve(runner, hg.scores, r, selection=selection, percentages=percentages, progress=progress)
+        faithfulness_curve(
+            runner, hg.scores, r, selection=selection, percentages=percentages, progress=progress, rule=rule
+        )
         for r in (Ranking.SIGNED, Ranking.ABSOLUTE)
     ]
     report = FaithfulnessReport(curves[0], curves[1], ablation, len(data))
@@ -148,6 +154,9 @@ def register(sub: Any) -> None:
     e.add_argument("--seed", type=int, help="seed of the prompt pairs (default: the file's)")
     e.add_argument("--ablation", default="resample", help="resample, mean or zero (default: resample)")
     e.add_argument("--selection", default="top-k", help="top-k or greedy (default: top-k)")
+    e.add_argument("--curve", default="headgraph",
+                   help="headgraph (sizes in %% of scored items) or mib (MIB's exact fractions of all edges, "
+                        "trapezoid over the raw fractions; default: headgraph)")  # fmt: skip
     e.add_argument("--percentages", help="circuit sizes in %% of edges, e.g. 1,5,100 (default: MIB's ten)")
     e.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default: 32)")
     e.add_argument("--out", help="folder for faithfulness.png/json (default: beside the file)")

@@ -2,6 +2,8 @@
 
 headgraph score out/ioi/circuit.json --truth ioi-wang2022
 headgraph score out/ioi/circuit.json --truth golden/ioi-smollm2-135m
+headgraph score out/case3/circuit.json --truth interpbench:cases/3
+headgraph score out/ioi/circuit.json --truth my-truth.yaml
 headgraph score --planted
 """
 
@@ -21,12 +23,13 @@ def _fmt(x: float) -> str:
 def score_file(args: argparse.Namespace) -> int:
     from circuits.evaluation import ZERO_TOL, evaluate, labels, precision_recall_at_k
     from circuits.graph import NodeKind
-    from circuits.groundtruth.truth import get_ground_truth
+    from circuits.groundtruth.truth import check_truth_spec, resolve_truth
     from circuits.regression import describe, read_circuit
     from circuits.scores import Level
 
-    truth_spec = get_ground_truth(args.truth)  # fail fast on the name before reading the file
+    check_truth_spec(args.truth)  # fail fast on the name before reading the file
     hg = read_circuit(args.circuit)
+    truth_spec = resolve_truth(args.truth, hg.scores.graph)
     truth = truth_spec.circuit(hg.scores.graph)
     zero_tol = ZERO_TOL if args.zero_tol is None else args.zero_tol
     if zero_tol < 0:
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     s = sub.add_parser("score", help="score a circuit against a ground truth (ROC AUC, precision/recall)")
     s.add_argument("circuit", nargs="?", help="circuit file from discover (or a golden file)")
-    s.add_argument("--truth", help="ground truth name, e.g. ioi-wang2022 or golden/ioi-smollm2-135m")
+    s.add_argument("--truth", help="ground truth: a name (ioi-wang2022, golden/ioi-smollm2-135m), "
+                                   "interpbench:FOLDER (an InterpBench case folder) or a JSON/YAML file")  # fmt: skip
     s.add_argument("--zero-tol", type=float, help="importance at most this × the largest counts as 0 (default 1e-6)")
     s.add_argument("--planted", action="store_true", help="score every registered method on the planted models")
     s.add_argument("--methods", help="with --planted: comma-separated method names (default: all)")
