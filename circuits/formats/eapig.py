@@ -56,6 +56,8 @@ from circuits.graph import QKV, Edge, Graph, Node, NodeKind
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
 
+UNSCORED_CIRCUIT_EDGES = "unscored_circuit_edges"
+
 __all__ = ["backward_index", "dst_node_names", "forward_index", "read_eapig", "write_eapig"]
 
 
@@ -107,15 +109,21 @@ def _to_json(hg: HeadGraph) -> dict[str, Any]:
             entry["score"] = vals[i]
         nodes[eapig_node_name(n)] = entry
     edges: dict[str, dict[str, Any]] = {}
+    unscored_in: list[str] = []
     for e in sorted(g.edges, key=_edge_order_key(g)):
         if s.level is Level.EDGE:
             v = vals[g.edge_index(e)]
             if math.isnan(v):
+                if e in c.edges:
+                    unscored_in.append(str(e))
                 continue
         else:
             v = 0.0
         edges[eapig_edge_name(e)] = {"score": v, "in_graph": e in c.edges}
-    return {"cfg": _cfg(hg), "nodes": nodes, "edges": edges, EXTENSION_KEY: extension(hg)}
+    ext = extension(hg)
+    if unscored_in:  # circuit edges without a score have no place in EAP-IG's file
+        ext[UNSCORED_CIRCUIT_EDGES] = unscored_in
+    return {"cfg": _cfg(hg), "nodes": nodes, "edges": edges, EXTENSION_KEY: ext}
 
 
 def forward_index(graph: Graph, node: Node) -> int:
@@ -269,6 +277,9 @@ def _from_json(d: Any, source: str) -> HeadGraph:
                 values[graph.edge_index(e)] = -float(v["score"])
         nodes = [n for n in graph.nodes if n in node_entries and bool(node_entries[n]["in_graph"])]
         edges = [e for e in graph.edges if e in edge_entries and bool(edge_entries[e]["in_graph"])]
+        ext = d.get(EXTENSION_KEY)
+        if isinstance(ext, dict):
+            edges += [Edge.parse(x, graph.n_layers) for x in ext.pop(UNSCORED_CIRCUIT_EDGES, [])]
         if d.get(EXTENSION_KEY) is None:  # another tool: EAP-IG's logits are always in
             nodes = _foreign_nodes(graph, level, nodes, edges)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
