@@ -123,7 +123,7 @@ def _parse(name: str, n_layers: int) -> _Hook:
     raise CircuitFileError(f"not an InterpBench node name: {name!r}")
 
 
-def map_interpbench_edges(pairs: Iterable[tuple[str, str]], graph: Graph) -> tuple[frozenset[Node], frozenset[Edge]]:
+def map_interpbench_edges(pairs: Iterable[object], graph: Graph) -> tuple[frozenset[Node], frozenset[Edge]]:
     """InterpBench ``(from, to)`` hook pairs as headgraph nodes and edges on ``graph`` (module docstring).
 
     Examples:
