@@ -140,7 +140,9 @@ def test_pt_layout_matches_eapig_indexing(tmp_path: Path) -> None:
 def test_foreign_eapig_file_is_read_like_eapig(tmp_path: Path) -> None:
     """A file as EAP-IG writes it (no headgraph key): 1 layer × 2 heads, every edge, logits always in."""
     graph = Graph(1, 2)
-    edges = {eapig_edge_name(e): {"score": 0.25 * i - 1.0, "in_graph": i in (0, 8, 11)} for i, e in enumerate(graph.edges)}
+    edges = {
+        eapig_edge_name(e): {"score": 0.25 * i - 1.0, "in_graph": i in (0, 8, 11)} for i, e in enumerate(graph.edges)
+    }
     nodes = {eapig_node_name(n): {"in_graph": True} for n in graph.nodes}
     path = tmp_path / "foreign.json"
     path.write_text(json.dumps({"cfg": {"n_layers": 1, "n_heads": 2, "parallel_attn_mlp": False, "d_model": 8},
@@ -165,7 +167,7 @@ def test_graphml_is_read_by_networkx(tmp_path: Path) -> None:
     assert data[0]["in_circuit"] == (e in hg.circuit.edges)
 
 
-@pytest.mark.parametrize("edge", Graph(3, 2).edges[:: 7])
+@pytest.mark.parametrize("edge", Graph(3, 2).edges[::7])
 def test_name_maps_invert(edge: Edge) -> None:
     assert parse_eapig_edge(eapig_edge_name(edge), 3) == edge
     assert parse_autocircuit_edge(autocircuit_edge_name(edge), 3) == edge

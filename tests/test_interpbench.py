@@ -146,7 +146,9 @@ def test_score_a_method_on_a_case_folder(case3: tuple[Path, HookedTransformer], 
     scores = EAP()(case.model, data, LogitDiff(), progress=False)
     r = evaluate(scores, case.circuit)
     assert 0.0 <= r.edge_auc <= 1.0 and r.n_truth_nodes == 2
-    path = HeadGraph(model_info(case.model), TaskRun("random", 0, 4), scores, scores.top_k(10)).save(tmp_path / "c.json")
+    path = HeadGraph(model_info(case.model), TaskRun("random", 0, 4), scores, scores.top_k(10)).save(
+        tmp_path / "c.json"
+    )
     assert main(["score", str(path), "--truth", f"interpbench:{folder}"]) == 0
     out = capsys.readouterr().out
     assert f"ground truth: interpbench:3 (InterpBench ll ground truth, {len(CASE3_EDGES)} hook pairs" in out

@@ -55,8 +55,10 @@ def test_hand_example() -> None:
 
 def _write_result(folder: Path, absolute: bool, faith: list[float], under: float, from_1: float) -> Path:
     """A results file exactly as MIB's run_evaluation.py pickles it."""
-    d = {"weighted_edge_counts": [32.0, 64.0, 162.0, 324.0, 649.0, 1624.0, 3249.0, 6498.0, 16245.0, 32491.0],
-         "area_under": under, "area_from_1": from_1, "average": sum(faith) / len(faith), "faithfulnesses": faith}  # fmt: skip
+    counts = [32.0, 64.0, 162.0, 324.0, 649.0, 1624.0, 3249.0, 6498.0, 16245.0, 32491.0]
+    average = sum(faith) / len(faith)
+    d = {"weighted_edge_counts": counts, "area_under": under, "area_from_1": from_1, "average": average,
+         "faithfulnesses": faith}  # fmt: skip
     path = folder / f"ioi_gpt2_test_abs-{absolute}.pkl"
     path.write_bytes(pickle.dumps(d))
     return path

@@ -46,7 +46,10 @@ def test_yaml_and_json_read_the_same(tmp_path: Path) -> None:
     c = a.circuit(Graph(3, 4))
     assert c.nodes == {Node(NodeKind.INPUT, -1), Node(NodeKind.LOGITS, 3), Node.of_head(2, 1), Node.of_head(1, 3),
                        Node.of_mlp(0)}  # fmt: skip
-    assert c.edges == {Edge(Node.of_head(1, 3), Node.of_head(2, 1), QKV.V), Edge(Node.of_head(2, 1), Node(NodeKind.LOGITS, 3))}
+    assert c.edges == {
+        Edge(Node.of_head(1, 3), Node.of_head(2, 1), QKV.V),
+        Edge(Node.of_head(2, 1), Node(NodeKind.LOGITS, 3)),
+    }
 
 
 def test_without_a_model_the_truth_takes_the_circuits_shape(tmp_path: Path) -> None:

@@ -253,9 +253,7 @@ def _edge(graph: Graph, name: str, source: str) -> Edge:
     try:
         graph.edge_index(edge)
     except HeadgraphError:
-        raise CircuitFileError(
-            f"{source}: edge {name!r} is not in a {graph.n_layers}×{graph.n_heads} graph"
-        ) from None
+        raise CircuitFileError(f"{source}: edge {name!r} is not in a {graph.n_layers}×{graph.n_heads} graph") from None
     return edge
 
 

@@ -145,14 +145,20 @@ def read_graphml(path: str | Path) -> HeadGraph:
         for el in graph_el.findall(f"{{{NS}}}edge"):
             d = _datas(el, keys)
             qkv = QKV(d["qkv"]) if d.get("qkv") else None
-            edge = Edge(Node.parse(el.get("source", ""), graph.n_layers), Node.parse(el.get("target", ""), graph.n_layers), qkv)
+            edge = Edge(
+                Node.parse(el.get("source", ""), graph.n_layers), Node.parse(el.get("target", ""), graph.n_layers), qkv
+            )
             i = graph.edge_index(edge)
             if _bool(d.get("in_circuit", "false")):
                 edges.append(edge)
             if level is Level.EDGE and "score" in d:
                 values[i] = float(d["score"])
         ext = gd.get(EXTENSION_KEY)
-        meta = json.loads(ext) if ext else foreign_meta(graph, level, n_kv_heads=graph.n_heads, d_model=0, method="graphml-file")
+        meta = (
+            json.loads(ext)
+            if ext
+            else foreign_meta(graph, level, n_kv_heads=graph.n_heads, d_model=0, method="graphml-file")
+        )
     except (KeyError, TypeError, ValueError, HeadgraphError) as err:
         raise CircuitFileError(f"{src}: malformed headgraph GraphML ({type(err).__name__}: {err})") from None
     order = {n: i for i, n in enumerate(graph.nodes)}

@@ -159,7 +159,9 @@ def map_interpbench_edges(pairs: Iterable[object], graph: Graph) -> tuple[frozen
             try:
                 graph.edge_index(e)
             except HeadgraphError:
-                raise CircuitFileError(f"{pair!r} maps to {e}, which a {graph.n_layers}-layer graph does not have") from None
+                raise CircuitFileError(
+                    f"{pair!r} maps to {e}, which a {graph.n_layers}-layer graph does not have"
+                ) from None
         edges.update(new)
     return frozenset(nodes), frozenset(edges)
 
@@ -171,7 +173,9 @@ def _config(folder: Path) -> HookedTransformerConfig:
     if isinstance(raw, HookedTransformerConfig):
         raw = raw.to_dict()
     if not isinstance(raw, Mapping):
-        raise CircuitFileError(f"{folder / CONFIG}: expected a HookedTransformerConfig or its dict, got {type(raw).__name__}")
+        raise CircuitFileError(
+            f"{folder / CONFIG}: expected a HookedTransformerConfig or its dict, got {type(raw).__name__}"
+        )
     known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
     kwargs = {k: v for k, v in raw.items() if k in known}
     kwargs["device"] = "cpu"
