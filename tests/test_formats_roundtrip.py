@@ -32,7 +32,7 @@ from circuits.scores import Baseline, Circuit, Level, Scores
 from circuits.selection import Ranking, top_k
 
 FILES = [(Format.EAP_IG, "c.json"), (Format.EAP_IG, "c.pt"), (Format.MIB, "c.json"), (Format.MIB, "c.pt"),
-         (Format.GRAPHML, "c.graphml")]  # fmt: skip
+         (Format.GRAPHML, "c.graphml"), (Format.AUTO_CIRCUIT, "c.pt")]  # fmt: skip
 
 
 def _hg(graph: Graph, level: Level, values: torch.Tensor, circuit: Circuit, n_kv: int) -> HeadGraph:
@@ -42,7 +42,9 @@ def _hg(graph: Graph, level: Level, values: torch.Tensor, circuit: Circuit, n_kv
     return HeadGraph(info, task, scores, circuit)
 
 
-def _draw(data: st.DataObject, *, mlps: bool | None = None, nan: bool = True) -> HeadGraph:
+def _draw(
+    data: st.DataObject, *, mlps: bool | None = None, nan: bool = True, level: Level | None = None, split: bool = True
+) -> HeadGraph:
     """A random head graph: shapes with grouped-query heads, node or edge scores, NaNs, any circuit.
 
     Drawn in the test body with ``st.data()``: the type checks the test run installs sample
@@ -52,8 +54,9 @@ def _draw(data: st.DataObject, *, mlps: bool | None = None, nan: bool = True) ->
     n_kv = data.draw(st.integers(1, 3), label="key/value heads")
     n_heads = n_kv * data.draw(st.integers(1, 3), label="query heads per group")
     has_mlps = data.draw(st.booleans(), label="mlps") if mlps is None else mlps
-    graph = Graph(n_layers, n_heads, has_mlps=has_mlps)
-    level = data.draw(st.sampled_from(list(Level)), label="level")
+    split_qkv = data.draw(st.booleans(), label="split q/k/v") if not split else True
+    graph = Graph(n_layers, n_heads, has_mlps=has_mlps, split_qkv=split_qkv)
+    level = data.draw(st.sampled_from(list(Level)), label="level") if level is None else level
     n = len(graph.nodes) if level is Level.NODE else len(graph.edges)
     floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
     values = torch.tensor(data.draw(st.lists(floats, min_size=n, max_size=n), label="values"), dtype=torch.float32)
@@ -80,8 +83,16 @@ def _same(a: HeadGraph, b: HeadGraph) -> None:
 @given(data=st.data())
 @pytest.mark.parametrize("fmt,name", [f for f in FILES if f[0] is not Format.MIB])
 def test_round_trip_is_exact(tmp_path: Path, fmt: Format, name: str, data: st.DataObject) -> None:
-    hg = _draw(data)
+    hg = _draw(data, level=Level.EDGE if fmt is Format.AUTO_CIRCUIT else None)
     _same(import_headgraph(export_headgraph(hg, fmt, tmp_path / name), fmt), hg)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_graphml_and_autocircuit_round_trip_unsplit_graphs(tmp_path: Path, data: st.DataObject) -> None:
+    hg = _draw(data, level=Level.EDGE, split=False)
+    _same(import_headgraph(export_headgraph(hg, Format.AUTO_CIRCUIT, tmp_path / "c.pt"), Format.AUTO_CIRCUIT), hg)
+    _same(import_headgraph(export_headgraph(hg, Format.GRAPHML, tmp_path / "c.graphml"), Format.GRAPHML), hg)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -155,6 +166,33 @@ def test_foreign_eapig_file_is_read_like_eapig(tmp_path: Path) -> None:
     assert math.isnan(hg.scores.baseline.clean)
 
 
+def test_autocircuit_layout(tmp_path: Path) -> None:
+    """auto-circuit's PruneScores: one tensor per destination module, [head, src_idx] for head inputs."""
+    hg = _gqa_example()
+    g = hg.scores.graph
+    d = torch.load(export_headgraph(hg, Format.AUTO_CIRCUIT, tmp_path / "c.pt"), weights_only=True)
+    ps = d["prune_scores"]
+    shapes = {k: tuple(v.shape) for k, v in ps.items()}
+    assert shapes == {"blocks.0.hook_q_input": (9, 1), "blocks.0.hook_k_input": (9, 1), "blocks.0.hook_v_input": (9, 1),
+                      "blocks.0.hook_mlp_in": (10,), "blocks.1.hook_q_input": (9, 11), "blocks.1.hook_k_input": (9, 11),
+                      "blocks.1.hook_v_input": (9, 11), "blocks.1.hook_mlp_in": (20,),
+                      "blocks.1.hook_resid_post": (21,)}  # fmt: skip
+    e = Edge(Node.of_mlp(0), Node.of_head(1, 7), QKV.K)  # src_idx of MLP 0 is 1 + 9
+    assert float(ps["blocks.1.hook_k_input"][7, 10]) == -float(hg.scores.values[g.edge_index(e)])
+    assert set(d["circuit"]) == {autocircuit_edge_name(x) for x in hg.circuit.edges}
+    bare = tmp_path / "bare.pt"
+    torch.save(ps, bare)  # a PruneScores dict as auto-circuit users save it
+    back = import_headgraph(bare, Format.AUTO_CIRCUIT)
+    assert torch.equal(back.scores.values, hg.scores.values) and back.circuit.edges == frozenset()
+    with pytest.raises(HeadgraphError, match="edge scores only"):
+        export_headgraph(_hg(g, Level.NODE, torch.zeros(len(g.nodes)), Circuit(g, frozenset()), 3), Format.AUTO_CIRCUIT,
+                         tmp_path / "n.pt")  # fmt: skip
+    del ps["blocks.1.hook_mlp_in"]
+    torch.save(ps, bare)
+    with pytest.raises(CircuitFileError, match=r"blocks.1.hook_mlp_in needs a tensor of shape \(20,\), got nothing"):
+        import_headgraph(bare, Format.AUTO_CIRCUIT)
+
+
 def test_graphml_is_read_by_networkx(tmp_path: Path) -> None:
     hg = _gqa_example()
     g = nx.read_graphml(export_headgraph(hg, Format.GRAPHML, tmp_path / "c.graphml"), force_multigraph=True)
@@ -224,4 +262,4 @@ def test_cli_export_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert HeadGraph.load(back).to_dict() == hg.to_dict()
     assert main(["export", str(src), "--format", "dot", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "headgraph: error: --format must be one of mib, eap-ig, graphml, got 'dot'"
+    assert err == "headgraph: error: --format must be one of mib, eap-ig, graphml, auto-circuit, got 'dot'"

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    e = sub.add_parser("export", help="write a circuit file as MIB/EAP-IG (JSON or .pt) or GraphML")
+    e = sub.add_parser("export", help="write a circuit file as MIB/EAP-IG (JSON or .pt), GraphML or auto-circuit (.pt)")
     e.add_argument("circuit", help="a circuit.json written by discover")
-    e.add_argument("--format", required=True, help="mib, eap-ig or graphml")
+    e.add_argument("--format", required=True, help="mib, eap-ig, graphml or auto-circuit")
     e.add_argument("--out", required=True, help="file to write (.pt for a torch file with mib/eap-ig, else JSON)")
     e.set_defaults(func=run)

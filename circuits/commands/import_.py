@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    i = sub.add_parser("import", help="read a MIB/EAP-IG (JSON or .pt) or GraphML file as a circuit file")
+    i = sub.add_parser(
+        "import", help="read a MIB/EAP-IG (JSON or .pt), GraphML or auto-circuit (.pt) file as a circuit file"
+    )
     i.add_argument("file", help="the file to read")
-    i.add_argument("--format", required=True, help="mib, eap-ig or graphml")
+    i.add_argument("--format", required=True, help="mib, eap-ig, graphml or auto-circuit")
     i.add_argument("--out", required=True, help="circuit.json to write")
     i.set_defaults(func=run)

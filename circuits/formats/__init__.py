@@ -10,6 +10,8 @@ head graph (its facts travel in an extension key the other tools ignore,
 * ``eap-ig``: the same EAP-IG ``Graph`` file without MIB's checks (unscored edges are left out;
   attention-only graphs are allowed), for EAP-IG's own tools (``Graph.from_json``/``from_pt``).
 * ``graphml``: GraphML for graph tools (:mod:`circuits.formats.graphml`).
+* ``auto-circuit``: auto-circuit's ``PruneScores`` (one tensor per destination module) and the
+  kept edges, in a ``.pt`` file (:mod:`circuits.formats.autocircuit`); edge scores only.
 
 InterpBench case folders (:func:`load_interpbench`) and MIB results files (:func:`read_mib_result`)
 are read here too.
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from circuits.errors import HeadgraphError
+from circuits.formats.autocircuit import read_autocircuit, write_autocircuit
 from circuits.formats.eapig import read_eapig, write_eapig
 from circuits.formats.graphml import read_graphml, write_graphml
 from circuits.formats.interpbench import InterpBenchCase, load_interpbench, read_interpbench_truth
@@ -51,6 +54,7 @@ class Format(Enum):
     MIB = "mib"
     EAP_IG = "eap-ig"
     GRAPHML = "graphml"
+    AUTO_CIRCUIT = "auto-circuit"
 
 
 def check_mib_submission(hg: HeadGraph) -> None:
@@ -80,6 +84,8 @@ def export_headgraph(hg: HeadGraph, fmt: Format, path: str | Path) -> Path:
     """Write ``hg`` in ``fmt`` (``.pt`` or JSON for mib/eap-ig, by the file name)."""
     if fmt is Format.GRAPHML:
         return write_graphml(hg, path)
+    if fmt is Format.AUTO_CIRCUIT:
+        return write_autocircuit(hg, path)
     if fmt is Format.MIB:
         check_mib_submission(hg)
     return write_eapig(hg, path)
@@ -89,4 +95,6 @@ def import_headgraph(path: str | Path, fmt: Format) -> HeadGraph:
     """Read a file of ``fmt`` as a head graph."""
     if fmt is Format.GRAPHML:
         return read_graphml(path)
+    if fmt is Format.AUTO_CIRCUIT:
+        return read_autocircuit(path)
     return read_eapig(path)
