@@ -124,3 +124,25 @@ def test_submission_layout() -> None:
     assert result_name("ioi", "qwen2.5", "validation", True) == "ioi_qwen2.5_validation_abs-True.pkl"
     with pytest.raises(HeadgraphError, match="no '_' in the model name"):
         submission_path("sub", "ioi", "smol_lm")
+
+
+def test_evaluate_curve_options_fail_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad MIB options are one-line errors before any model is loaded."""
+    from circuits.cli import main
+    from circuits.graph import Graph
+    from circuits.headgraph import HeadGraph, TaskRun
+    from circuits.model import ModelInfo
+    from circuits.scores import Baseline
+
+    g = Graph(1, 2)
+    scores = Scores(g, Level.NODE, torch.zeros(len(g.nodes)), "x", Baseline("logit-diff", 1.0, 0.0))
+    info = ModelInfo("not-a-model", 1, 2, 2, 8, 4, 10, False, "h")
+    path = HeadGraph(info, TaskRun("ioi", 0, 2), scores, scores.top_k(1)).save(tmp_path / "c.json")
+    cases = [
+        (["--curve", "mib", "--percentages", "1,5"], "--curve mib uses MIB's ten circuit sizes; drop --percentages"),
+        (["--mib-results", str(tmp_path / "r")], "--mib-results needs --curve mib (MIB's results hold MIB's curve)"),
+        (["--curve", "log"], "--curve must be one of headgraph, mib, got 'log'"),
+    ]
+    for extra, message in cases:
+        assert main(["evaluate", str(path), *extra]) == 2
+        assert capsys.readouterr().err.strip() == f"headgraph: error: {message}"

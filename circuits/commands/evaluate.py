@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     rule = _choice(CurveRule, args.curve, "--curve")
     if rule is CurveRule.MIB and args.percentages:
         raise HeadgraphError("--curve mib uses MIB's ten circuit sizes; drop --percentages")
+    if args.mib_results and rule is not CurveRule.MIB:
+        raise HeadgraphError("--mib-results needs --curve mib (MIB's results hold MIB's curve)")
     task = task_from_run(hg.task.name, hg.task.settings)
     n = args.n if args.n is not None else hg.task.n_pairs
     seed = args.seed if args.seed is not None else hg.task.seed
@@ -80,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
     json_path = out / "faithfulness.json"
     json_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"\nwrote {png} and {json_path}")
+    if args.mib_results:
+        from circuits.formats import write_mib_results
+
+        model_name = hg.model.name.replace("_", "-")  # MIB splits its file names on '_'
+        for path in write_mib_results(report, args.mib_results, task.name, model_name, args.mib_split):
+            print(f"wrote {path} (MIB results: print_results.py reads it)")
     return 0
 
 
@@ -157,6 +165,8 @@ def register(sub: Any) -> None:
     e.add_argument("--curve", default="headgraph",
                    help="headgraph (sizes in %% of scored items) or mib (MIB's exact fractions of all edges, "
                         "trapezoid over the raw fractions; default: headgraph)")  # fmt: skip
+    e.add_argument("--mib-results", help="with --curve mib: folder for MIB's results pickles (abs-False/True)")
+    e.add_argument("--mib-split", default="validation", help="split named in the MIB results file names")
     e.add_argument("--percentages", help="circuit sizes in %% of edges, e.g. 1,5,100 (default: MIB's ten)")
     e.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default: 32)")
     e.add_argument("--out", help="folder for faithfulness.png/json (default: beside the file)")

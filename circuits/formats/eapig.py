@@ -248,33 +248,38 @@ def _node(graph: Graph, name: str, source: str) -> Node:
     return node
 
 
-def _edge(graph: Graph, name: str, source: str) -> Edge:
+def _edge(graph: Graph, name: str, source: str) -> int:
+    """The index of a name that is not spelled as :func:`eapig_edge_name` spells it (or raise)."""
     edge = parse_eapig_edge(name, graph.n_layers)
     try:
-        graph.edge_index(edge)
+        return graph.edge_index(edge)
     except HeadgraphError:
         raise CircuitFileError(f"{source}: edge {name!r} is not in a {graph.n_layers}×{graph.n_heads} graph") from None
-    return edge
 
 
 def _from_json(d: Any, source: str) -> HeadGraph:
     if not isinstance(d, dict) or not all(k in d for k in ("cfg", "nodes", "edges")):
         raise CircuitFileError(f"{source}: not an EAP-IG/MIB graph file (needs 'cfg', 'nodes' and 'edges')")
     graph, kv, d_model = _graph_of_cfg(d["cfg"], source)
+    node_names = {eapig_node_name(n): n for n in graph.nodes}
+    edge_names = {eapig_edge_name(e): i for i, e in enumerate(graph.edges)}
     try:
-        node_entries = {_node(graph, k, source): v for k, v in d["nodes"].items()}
-        edge_entries = {_edge(graph, k, source): v for k, v in d["edges"].items()}
+        node_entries = {(node_names.get(k) or _node(graph, k, source)): v for k, v in d["nodes"].items()}
+        edge_entries = {
+            (edge_names[k] if k in edge_names else _edge(graph, k, source)): v for k, v in d["edges"].items()
+        }
         level = Level.NODE if any("score" in v for v in node_entries.values()) else Level.EDGE
-        values = nan_values(len(graph.nodes) if level is Level.NODE else len(graph.edges))
+        vals = [math.nan] * (len(graph.nodes) if level is Level.NODE else len(graph.edges))
         if level is Level.NODE:
             for n, v in node_entries.items():
                 if "score" in v and v["score"] is not None:
-                    values[graph.node_index(n)] = -float(v["score"])
+                    vals[graph.node_index(n)] = -float(v["score"])
         else:
-            for e, v in edge_entries.items():
-                values[graph.edge_index(e)] = -float(v["score"])
+            for i, v in edge_entries.items():
+                vals[i] = -float(v["score"])
+        values = torch.tensor(vals, dtype=torch.float32)
         nodes = [n for n in graph.nodes if n in node_entries and bool(node_entries[n]["in_graph"])]
-        edges = [e for e in graph.edges if e in edge_entries and bool(edge_entries[e]["in_graph"])]
+        edges = [graph.edges[i] for i, v in edge_entries.items() if bool(v["in_graph"])]
         ext = d.get(EXTENSION_KEY)
         if isinstance(ext, dict):
             edges += [Edge.parse(x, graph.n_layers) for x in ext.pop(UNSCORED_CIRCUIT_EDGES, [])]
