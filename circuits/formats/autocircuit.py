@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values
+from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values, parse_extension
 from circuits.formats.names import autocircuit_edge_name, parse_autocircuit_edge
 from circuits.graph import Edge, Graph, Node, NodeKind
 from circuits.headgraph import HeadGraph
@@ -179,7 +179,7 @@ def read_autocircuit(path: str | Path) -> HeadGraph:
     ends = {n for e in edges for n in (e.src, e.dst)}
     ext = d.get(EXTENSION_KEY)
     if ext is not None:
-        meta = json.loads(ext)
+        meta = parse_extension(ext, src)
     else:
         meta = foreign_meta(graph, Level.EDGE, n_kv_heads=graph.n_heads, d_model=0, method="auto-circuit-file")
     try:  # the circuit's nodes: its edges' endpoints, plus loose nodes the facts list

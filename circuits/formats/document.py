@@ -11,6 +11,7 @@ back; without it (a file another tool wrote) the missing facts get the neutral v
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from circuits.graph import Edge, Graph, Node
 from circuits.headgraph import SCHEMA, SCHEMA_VERSION, HeadGraph
 from circuits.scores import Level
 
-__all__ = ["EXTENSION_KEY", "assemble", "extension", "foreign_meta"]
+__all__ = ["EXTENSION_KEY", "assemble", "extension", "foreign_meta", "nan_values", "parse_extension"]
 
 EXTENSION_KEY = "headgraph"
 """Top-level key of the headgraph facts in an exported file."""
@@ -112,3 +113,18 @@ def assemble(
 def nan_values(n: int) -> Float[Tensor, " n"]:
     """``n`` unscored values."""
     return torch.full((n,), math.nan)
+
+
+def parse_extension(text: Any, source: str) -> dict[str, Any]:
+    """The headgraph facts stored as a JSON string (``.pt`` files, GraphML).
+
+    Raises:
+        CircuitFileError: not a JSON object.
+    """
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise CircuitFileError(f"{source}: the '{EXTENSION_KEY}' facts are not JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CircuitFileError(f"{source}: the '{EXTENSION_KEY}' facts are not a JSON object")
+    return data

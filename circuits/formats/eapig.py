@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values
+from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values, parse_extension
 from circuits.formats.names import eapig_edge_name, eapig_node_name, parse_eapig_edge, parse_eapig_node
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
 from circuits.headgraph import HeadGraph
@@ -233,7 +233,7 @@ def _graph_of_cfg(cfg: Any, source: str) -> tuple[Graph, int, int]:
 def _meta(d: Any, graph: Graph, level: Level, kv: int, d_model: int, source: str) -> dict[str, Any]:
     ext = d.get(EXTENSION_KEY)
     if isinstance(ext, str):
-        ext = json.loads(ext)
+        ext = parse_extension(ext, source)
     if ext is None:
         return foreign_meta(graph, level, n_kv_heads=kv, d_model=d_model, method="eap-ig-file")
     if not isinstance(ext, dict) or ext.get("level") != level.value:

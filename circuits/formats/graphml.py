@@ -23,8 +23,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values
+from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, parse_extension
 from circuits.graph import QKV, Edge, Graph, Node
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
@@ -131,7 +133,7 @@ def read_graphml(path: str | Path) -> HeadGraph:
         gd = _datas(graph_el, keys)
         graph = Graph(int(gd["n_layers"]), int(gd["n_heads"]), _bool(gd["has_mlps"]), _bool(gd["split_qkv"]))
         level = Level(gd.get("level", "edge"))
-        values = nan_values(len(graph.nodes) if level is Level.NODE else len(graph.edges))
+        vals = [math.nan] * (len(graph.nodes) if level is Level.NODE else len(graph.edges))
         nodes: list[Node] = []
         for el in graph_el.findall(f"{{{NS}}}node"):
             node = Node.parse(el.get("id", ""), graph.n_layers)
@@ -140,7 +142,7 @@ def read_graphml(path: str | Path) -> HeadGraph:
             if _bool(d.get("in_circuit", "false")):
                 nodes.append(node)
             if level is Level.NODE and "score" in d:
-                values[i] = float(d["score"])
+                vals[i] = float(d["score"])
         edges: list[Edge] = []
         for el in graph_el.findall(f"{{{NS}}}edge"):
             d = _datas(el, keys)
@@ -152,15 +154,16 @@ def read_graphml(path: str | Path) -> HeadGraph:
             if _bool(d.get("in_circuit", "false")):
                 edges.append(edge)
             if level is Level.EDGE and "score" in d:
-                values[i] = float(d["score"])
+                vals[i] = float(d["score"])
         ext = gd.get(EXTENSION_KEY)
         meta = (
-            json.loads(ext)
+            parse_extension(ext, src)
             if ext
             else foreign_meta(graph, level, n_kv_heads=graph.n_heads, d_model=0, method="graphml-file")
         )
     except (KeyError, TypeError, ValueError, HeadgraphError) as err:
         raise CircuitFileError(f"{src}: malformed headgraph GraphML ({type(err).__name__}: {err})") from None
+    values = torch.tensor(vals, dtype=torch.float32)
     order = {n: i for i, n in enumerate(graph.nodes)}
     nodes.sort(key=order.__getitem__)
     return assemble(meta, graph, values, nodes, edges, source=src)
