@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
         model_name = hg.model.name.replace("_", "-")  # MIB splits its file names on '_'
         for path in write_mib_results(report, args.mib_results, task.name, model_name, args.mib_split):
-            print(f"wrote {path} (MIB results: print_results.py reads it)")
+            print(f"wrote {path} (MIB's results format)")
     return 0
 
 

@@ -11,8 +11,8 @@ ranking, ``{output_dir}/{method}_{ablation}_{level}/{task}_{model}_{split}_abs-{
 ``area_from_1`` of the ``abs-True`` file. :func:`read_mib_result` reads such a file and
 :meth:`MIBResult.recomputed` recomputes its areas from its faithfulness values with
 :func:`circuits.faithfulness.mib_areas`; :func:`write_mib_results` writes a headgraph
-:class:`~circuits.faithfulness.FaithfulnessReport` as the two files MIB's ``print_results.py``
-tabulates.
+:class:`~circuits.faithfulness.FaithfulnessReport` as those two files (``print_results.py``
+tabulates only the task/model pairs of its own table).
 
 Submissions (README "Submitting to the MIB Leaderboard"): one folder per task and model, named
 ``{task}_{model}`` (e.g. ``ioi_qwen2.5``), holding one importance file (``.json`` or ``.pt``, the
