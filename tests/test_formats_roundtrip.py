@@ -212,6 +212,13 @@ def test_name_maps_invert(edge: Edge) -> None:
     assert parse_eapig_node(eapig_node_name(edge.dst), 3) == edge.dst
 
 
+@pytest.mark.parametrize("fmt,name", FILES[:2] + FILES[4:5])
+def test_node_scores_all_unscored(tmp_path: Path, fmt: Format, name: str) -> None:
+    graph = Graph(2, 3)
+    hg = _hg(graph, Level.NODE, torch.full((len(graph.nodes),), math.nan), Circuit(graph, frozenset()), 3)
+    _same(import_headgraph(export_headgraph(hg, fmt, tmp_path / name), fmt), hg)
+
+
 def test_mib_refuses_what_mib_would_misread(tmp_path: Path) -> None:
     hg = _gqa_example()
     values = hg.scores.values.clone()

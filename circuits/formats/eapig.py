@@ -268,7 +268,11 @@ def _from_json(d: Any, source: str) -> HeadGraph:
         edge_entries = {
             (edge_names[k] if k in edge_names else _edge(graph, k, source)): v for k, v in d["edges"].items()
         }
-        level = Level.NODE if any("score" in v for v in node_entries.values()) else Level.EDGE
+        ext = d.get(EXTENSION_KEY)
+        if isinstance(ext, dict) and ext.get("level") in ("node", "edge"):
+            level = Level(ext["level"])  # a node-level file whose nodes are all unscored has no 'score'
+        else:
+            level = Level.NODE if any("score" in v for v in node_entries.values()) else Level.EDGE
         vals = [math.nan] * (len(graph.nodes) if level is Level.NODE else len(graph.edges))
         if level is Level.NODE:
             for n, v in node_entries.items():
@@ -280,12 +284,11 @@ def _from_json(d: Any, source: str) -> HeadGraph:
         values = torch.tensor(vals, dtype=torch.float32)
         nodes = [n for n in graph.nodes if n in node_entries and bool(node_entries[n]["in_graph"])]
         edges = [graph.edges[i] for i, v in edge_entries.items() if bool(v["in_graph"])]
-        ext = d.get(EXTENSION_KEY)
         if isinstance(ext, dict):
             edges += [Edge.parse(x, graph.n_layers) for x in ext.pop(UNSCORED_CIRCUIT_EDGES, [])]
         if d.get(EXTENSION_KEY) is None:  # another tool: EAP-IG's logits are always in
             nodes = _foreign_nodes(graph, level, nodes, edges)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, HeadgraphError) as err:
         raise CircuitFileError(f"{source}: malformed EAP-IG graph ({type(err).__name__}: {err})") from None
     return assemble(_meta(d, graph, level, kv, d_model, source), graph, values, nodes, edges, source=source)
 
