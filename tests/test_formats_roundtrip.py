@@ -267,6 +267,12 @@ def test_cli_export_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         back = tmp_path / fmt.value / f"{name}.circuit.json"
         assert main(["import", str(out), "--format", fmt.value, "--out", str(back)]) == 0
         assert HeadGraph.load(back).to_dict() == hg.to_dict()
+    values = hg.scores.values.clone()
+    values[0] = math.nan
+    partial = HeadGraph(hg.model, hg.task, Scores(hg.scores.graph, Level.EDGE, values, "eap", hg.scores.baseline),
+                        hg.circuit).save(tmp_path / "partial.json")  # fmt: skip
+    assert main(["export", str(partial), "--format", "mib", "--out", str(tmp_path / "p.json")]) == 2
+    assert "1 of 375 edges are unscored; MIB would rank them as score 0" in capsys.readouterr().err
     assert main(["export", str(src), "--format", "dot", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "headgraph: error: --format must be one of mib, eap-ig, graphml, auto-circuit, got 'dot'"

@@ -88,6 +88,19 @@ def test_load_case_folder(case3: tuple[Path, HookedTransformer]) -> None:
     assert case.truth.model.n_layers == 2 and case.truth.model.n_heads == 4 and "InterpBench" in case.truth.citation
 
 
+def test_config_from_another_transformer_lens_version(tmp_path: Path) -> None:
+    """Keys this TransformerLens does not know are dropped; a dtype spelled as text is read."""
+    model = _model()
+    folder = write_case(tmp_path / "old", model, CASE3_EDGES)
+    cfg = model.cfg.to_dict() | {"dtype": "torch.float32", "a_field_from_2024": 1}
+    (folder / "ll_model_cfg.pkl").write_bytes(pickle.dumps(cfg))
+    case = load_interpbench(folder)
+    assert case.model.cfg.dtype is torch.float32 and case.circuit.edges == frozenset(CASE3_TRUTH)
+    (folder / "ll_model_cfg.pkl").write_bytes(pickle.dumps(cfg | {"dtype": "torch.float99"}))
+    with pytest.raises(CircuitFileError, match="unknown dtype 'torch.float99'"):
+        load_interpbench(folder)
+
+
 def test_config_pickled_as_object_and_ioi_style_edges(tmp_path: Path) -> None:
     model = _model(n_layers=3, model_name="ioi-siit")
     ioi = [("hook_embed", "blocks.0.attn.hook_result[1]"),

@@ -177,8 +177,13 @@ def _config(folder: Path) -> HookedTransformerConfig:
             f"{folder / CONFIG}: expected a HookedTransformerConfig or its dict, got {type(raw).__name__}"
         )
     known = {f.name for f in dataclasses.fields(HookedTransformerConfig) if f.init}
-    kwargs = {k: v for k, v in raw.items() if k in known}
+    kwargs = {k: v for k, v in raw.items() if k in known}  # keys of other TransformerLens versions dropped
     kwargs["device"] = "cpu"
+    if isinstance(kwargs.get("dtype"), str):  # "torch.float32", as InterpBench's metadata spells it
+        dtype = getattr(torch, kwargs["dtype"].removeprefix("torch."), None)
+        if not isinstance(dtype, torch.dtype):
+            raise CircuitFileError(f"{folder / CONFIG}: unknown dtype {kwargs['dtype']!r}")
+        kwargs["dtype"] = dtype
     try:
         return HookedTransformerConfig(**kwargs)
     except (TypeError, ValueError, AssertionError) as err:
