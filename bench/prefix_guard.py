@@ -46,7 +46,8 @@ def main() -> None:
         guard.prefix(model, batch.clean, length, batch.answer_pos)
     tol = prefix_tolerance(model, torch.ones(1))
     print(
-        f"guard on {DEFAULT_MODEL} IOI: prefix {length} positions, answer-logit error {guard.error:.3g}, trusted {guard.trusted}"
+        f"guard on {DEFAULT_MODEL} IOI: prefix {length} positions, "
+        f"answer-logit error {guard.error:.3g}, trusted {guard.trusted}"
     )
     run = resumable_run(model, batch.clean, int(batch.answer_pos.min()), [])
     with torch.no_grad():

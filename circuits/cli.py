@@ -29,6 +29,8 @@ COMMANDS = [
     "circuits.commands.evaluate",
     "circuits.commands.compare",
     "circuits.commands.score",
+    "circuits.commands.export",
+    "circuits.commands.import_",
     "circuits.commands.golden",
     "circuits.commands.regress",
     "circuits.commands.tasks_report",

@@ -16,6 +16,17 @@ Definitions (Hanna, Pezzelle & Belinkov 2024; MIB circuit track, Mueller et al. 
   circuits ranked by |score|. The x axis is linear, as MIB's: 80 % of the area comes from circuits
   of 20 % of the edges or more (anchors-discovery.md §4.2).
 
+Two rules for the curve (:class:`CurveRule`), selectable everywhere a curve is computed:
+
+* ``HEADGRAPH`` (the default): sizes are percentages of the *scored* items,
+  ``int(k/100 · n_scored)``, and the area uses ``k/100`` as x.
+* ``MIB``: MIB's ``evaluate_area_under_curve`` to the letter. Sizes are the fractions
+  :data:`MIB_FRACTIONS` of ``len(graph.edges)`` for edge scores (every edge, scored or not: MIB's
+  graphs score all of them) or of the scored nodes for node scores, ``int(fraction · n)``; the
+  area is the trapezoid rule over those raw fractions (:func:`mib_areas`), CPR from the signed
+  ranking and CMD = area of |1 − f| from the absolute ranking. The two rules differ only where
+  ``int`` rounds ``k/100 · n`` and ``fraction · n`` differently or where some edges are unscored.
+
 Cost: the corrupt forward of each batch is shared by every circuit; each circuit then costs one
 forward pass with per-head inputs and one batched product per block.
 """
@@ -46,19 +57,72 @@ from tasks import PromptPairDataset
 from tasks.metrics import Metric
 
 __all__ = [
+    "MIB_FRACTIONS",
     "PERCENTAGES",
     "CircuitRunner",
     "CurvePoint",
+    "CurveRule",
+    "MIBAreas",
     "FaithfulnessCurve",
     "FaithfulnessReport",
     "Selection",
     "area",
     "evaluate_faithfulness",
     "faithfulness_curve",
+    "mib_areas",
 ]
 
 PERCENTAGES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 """Circuit sizes of MIB's faithfulness curves, in percent of the graph's edges."""
+
+
+MIB_FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+"""MIB's ``percentages`` tuple, as written in ``MIB_circuit_track/evaluation.py`` (fractions)."""
+
+
+class CurveRule(Enum):
+    """Whose definition of the curve's sizes and x axis (module docstring)."""
+
+    HEADGRAPH = "headgraph"
+    MIB = "mib"
+
+
+@dataclass(frozen=True)
+class MIBAreas:
+    """What MIB's ``evaluate_area_under_curve`` returns besides the edge counts.
+
+    Attributes:
+        area_under: trapezoid area under f (CPR when the curve was ranked signed).
+        area_from_1: trapezoid area of |1 − f| (CMD when ranked by absolute value).
+        average: plain mean of the faithfulness values.
+    """
+
+    area_under: float
+    area_from_1: float
+    average: float
+
+
+def mib_areas(
+    faithfulnesses: Sequence[float], fractions: Sequence[float] = MIB_FRACTIONS, *, log_x: bool = False
+) -> MIBAreas:
+    """MIB's areas of one curve: trapezoids over consecutive ``fractions`` (natural log of x if ``log_x``).
+
+    Examples:
+        >>> a = mib_areas([0.0, 0.5, 1.0], [0.0, 0.5, 1.0])
+        >>> a.area_under, a.area_from_1, a.average
+        (0.5, 0.5, 0.5)
+    """
+    if len(faithfulnesses) != len(fractions):
+        raise HeadgraphError(f"{len(faithfulnesses)} faithfulness values for {len(fractions)} circuit sizes")
+    under = from_1 = 0.0
+    for i in range(len(fractions) - 1):
+        x1, x2 = fractions[i], fractions[i + 1]
+        if log_x:
+            x1, x2 = math.log(x1), math.log(x2)
+        f1, f2 = faithfulnesses[i], faithfulnesses[i + 1]
+        from_1 += (x2 - x1) * ((abs(1.0 - f1) + abs(1.0 - f2)) / 2)
+        under += (x2 - x1) * ((f1 + f2) / 2)
+    return MIBAreas(under, from_1, sum(faithfulnesses) / len(faithfulnesses))
 
 
 class Selection(Enum):
@@ -78,6 +142,7 @@ class CurvePoint:
         kept: items in the circuit after pruning (edges, or nodes for node scores).
         metric: mean metric with everything outside the circuit ablated.
         faithfulness: normalized faithfulness (module docstring).
+        fraction: the x value of the area: ``percent/100``, or MIB's fraction as written.
     """
 
     percent: float
@@ -85,6 +150,11 @@ class CurvePoint:
     kept: int
     metric: float
     faithfulness: float
+    fraction: float = math.nan
+
+    def x(self) -> float:
+        """The point's x for the area (``fraction``, else ``percent/100``)."""
+        return self.percent / 100 if math.isnan(self.fraction) else self.fraction
 
 
 @dataclass(frozen=True)
@@ -98,6 +168,7 @@ class FaithfulnessCurve:
         points: one per size, increasing.
         clean: m(full), the clean metric.
         empty: m(∅), the metric with every edge ablated.
+        rule: headgraph's or MIB's sizes and x axis.
     """
 
     ranking: Ranking
@@ -106,6 +177,7 @@ class FaithfulnessCurve:
     points: tuple[CurvePoint, ...]
     clean: float
     empty: float
+    rule: CurveRule = CurveRule.HEADGRAPH
 
     def at(self, percent: float) -> CurvePoint:
         """The point of size ``percent``."""
@@ -116,7 +188,10 @@ class FaithfulnessCurve:
 
     def area(self, *, from_one: bool = False) -> float:
         """Trapezoid area under f over the fraction of items (``from_one``: under |1 − f|)."""
-        xs = [p.percent / 100 for p in self.points]
+        if self.rule is CurveRule.MIB:
+            a = mib_areas([p.faithfulness for p in self.points], [p.x() for p in self.points])
+            return a.area_from_1 if from_one else a.area_under
+        xs = [p.x() for p in self.points]
         ys = [abs(1 - p.faithfulness) if from_one else p.faithfulness for p in self.points]
         return area(xs, ys)
 
@@ -165,6 +240,7 @@ class FaithfulnessReport:
         def curve(c: FaithfulnessCurve) -> dict[str, object]:
             return {
                 "ranking": c.ranking.value,
+                "rule": c.rule.value,
                 "selection": c.selection.value,
                 "level": c.level.value,
                 "clean": c.clean,
@@ -254,25 +330,39 @@ def faithfulness_curve(
     selection: Selection = Selection.TOP_K,
     percentages: Sequence[float] = PERCENTAGES,
     progress: bool = True,
+    rule: CurveRule = CurveRule.HEADGRAPH,
 ) -> FaithfulnessCurve:
-    """f of the top ``k`` % of ``scores`` for each ``k`` (see the module docstring)."""
+    """f of the top ``k`` % of ``scores`` for each ``k`` (see the module docstring).
+
+    Raises:
+        HeadgraphError: another graph than the runner's; greedy selection of node scores; other
+            sizes than MIB's with :attr:`CurveRule.MIB`.
+    """
     if scores.graph != runner.graph:
         raise HeadgraphError(f"scores are for a {scores.graph} graph, the model's is {runner.graph}")
     if selection is Selection.GREEDY and scores.level is not Level.EDGE:
         raise HeadgraphError("greedy selection needs edge scores")
     n_scored = int((~torch.isnan(scores.values)).sum())
+    if rule is CurveRule.MIB:
+        if tuple(percentages) != PERCENTAGES:
+            raise HeadgraphError("MIB's curve rule fixes the circuit sizes to MIB's ten; give no other percentages")
+        n_items = len(scores.graph.edges) if scores.level is Level.EDGE else n_scored
+        sizes = [(f * 100, int(f * n_items), f) for f in MIB_FRACTIONS]
+    else:
+        sizes = [(float(p), int(p / 100 * n_scored), math.nan) for p in percentages]
     always = _unscored(scores)
     points = []
-    for percent in tqdm(percentages, desc=f"faithfulness ({ranking.value})", unit="circuit", disable=not progress):
-        asked = int(percent / 100 * n_scored)
+    for percent, asked, fraction in tqdm(
+        sizes, desc=f"faithfulness ({ranking.value})", unit="circuit", disable=not progress
+    ):
         select = greedy if selection is Selection.GREEDY else top_k
         circuit = select(scores, asked, ranking)
         keep = edge_mask(circuit, scores.level, always)
         m = runner.metric_of(keep)
         kept = len(circuit.edges) if scores.level is Level.EDGE else len(circuit.nodes)
         f = (m - runner.empty) / (runner.clean - runner.empty)
-        points.append(CurvePoint(float(percent), asked, kept, m, f))
-    return FaithfulnessCurve(ranking, selection, scores.level, tuple(points), runner.clean, runner.empty)
+        points.append(CurvePoint(percent, asked, kept, m, f, fraction))
+    return FaithfulnessCurve(ranking, selection, scores.level, tuple(points), runner.clean, runner.empty, rule)
 
 
 def evaluate_faithfulness(
@@ -286,12 +376,15 @@ def evaluate_faithfulness(
     percentages: Sequence[float] = PERCENTAGES,
     batch_size: int = 32,
     progress: bool = True,
+    rule: CurveRule = CurveRule.HEADGRAPH,
 ) -> FaithfulnessReport:
     """Both MIB curves of ``scores`` (signed for CPR, absolute for CMD) on ``data``."""
     start = time.perf_counter()
     runner = CircuitRunner(model, data, metric, ablation, batch_size)
     curves = [
-        faithfulness_curve(runner, scores, r, selection=selection, percentages=percentages, progress=progress)
+        faithfulness_curve(
+            runner, scores, r, selection=selection, percentages=percentages, progress=progress, rule=rule
+        )
         for r in (Ranking.SIGNED, Ranking.ABSOLUTE)
     ]
     return FaithfulnessReport(curves[0], curves[1], ablation, len(data), time.perf_counter() - start)

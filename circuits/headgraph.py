@@ -237,8 +237,8 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
         raise ValueError(f"the baseline is not finite (clean {b['clean']}, corrupt {b['corrupt']})")
     baseline = Baseline(
         metric=str(b["metric"]),
-        clean=float(b["clean"]),
-        corrupt=float(b["corrupt"]),
+        clean=_nan(b["clean"]),
+        corrupt=_nan(b["corrupt"]),
         clean_accuracy=_nan(b.get("clean_accuracy")),
         corrupt_accuracy=_nan(b.get("corrupt_accuracy")),
     )

@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from circuits.faithfulness import (
         PERCENTAGES,
         CircuitRunner,
+        CurveRule,
         FaithfulnessReport,
         Selection,
         faithfulness_curve,
@@ -43,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     ablation = _choice(Ablation, args.ablation, "--ablation")
     selection = _choice(Selection, args.selection, "--selection")
     percentages = _percentages(args.percentages) if args.percentages else PERCENTAGES
+    rule = _choice(CurveRule, args.curve, "--curve")
+    if rule is CurveRule.MIB and args.percentages:
+        raise HeadgraphError("--curve mib uses MIB's ten circuit sizes; drop --percentages")
+    if args.mib_results and rule is not CurveRule.MIB:
+        raise HeadgraphError("--mib-results needs --curve mib (MIB's results hold MIB's curve)")
     task = task_from_run(hg.task.name, hg.task.settings)
     n = args.n if args.n is not None else hg.task.n_pairs
     seed = args.seed if args.seed is not None else hg.task.seed
@@ -61,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     data = task.dataset(text_tokenizer(model), n, seed=seed)
     runner = CircuitRunner(model, data, task.metric, ablation, args.batch_size)
     curves = [
-        faithfulness_curve(runner, hg.scores, r, selection=selection, percentages=percentages, progress=progress)
+        faithfulness_curve(
+            runner, hg.scores, r, selection=selection, percentages=percentages, progress=progress, rule=rule
+        )
         for r in (Ranking.SIGNED, Ranking.ABSOLUTE)
     ]
     report = FaithfulnessReport(curves[0], curves[1], ablation, len(data))
@@ -76,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
     json_path = out / "faithfulness.json"
     json_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     print(f"\nwrote {png} and {json_path}")
+    if args.mib_results:
+        from circuits.formats import write_mib_results
+
+        model_name = hg.model.name.replace("_", "-")  # MIB splits its file names on '_'
+        for path in write_mib_results(report, args.mib_results, task.name, model_name, args.mib_split):
+            print(f"wrote {path} (MIB's results format)")
     return 0
 
 
@@ -150,6 +164,11 @@ def register(sub: Any) -> None:
     e.add_argument("--seed", type=int, help="seed of the prompt pairs (default: the file's)")
     e.add_argument("--ablation", default="resample", help="resample, mean or zero (default: resample)")
     e.add_argument("--selection", default="top-k", help="top-k or greedy (default: top-k)")
+    e.add_argument("--curve", default="headgraph",
+                   help="headgraph (sizes in %% of scored items) or mib (MIB's exact fractions of all edges, "
+                        "trapezoid over the raw fractions; default: headgraph)")  # fmt: skip
+    e.add_argument("--mib-results", help="with --curve mib: folder for MIB's results pickles (abs-False/True)")
+    e.add_argument("--mib-split", default="validation", help="split named in the MIB results file names")
     e.add_argument("--percentages", help="circuit sizes in %% of edges, e.g. 1,5,100 (default: MIB's ten)")
     e.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default: 32)")
     e.add_argument("--out", help="folder for faithfulness.png/json (default: beside the file)")

@@ -2,6 +2,8 @@
 
 headgraph score out/ioi/circuit.json --truth ioi-wang2022
 headgraph score out/ioi/circuit.json --truth golden/ioi-smollm2-135m
+headgraph score out/case3/circuit.json --truth interpbench:cases/3
+headgraph score out/ioi/circuit.json --truth my-truth.yaml
 headgraph score --planted
 """
 
@@ -22,15 +24,18 @@ def _fmt(x: float) -> str:
 def score_file(args: argparse.Namespace) -> int:
     from circuits.evaluation import ZERO_TOL, evaluate, labels, precision_recall_at_k
     from circuits.graph import NodeKind
-    from circuits.groundtruth.truth import get_ground_truth
+    from circuits.groundtruth.truth import check_truth_spec, is_named_truth, resolve_truth
     from circuits.regression import Origin, check_same_origin, describe, read_circuit
     from circuits.scores import Level
 
-    truth_spec = get_ground_truth(args.truth)  # fail fast on the name before reading the file
+    check_truth_spec(args.truth)  # fail fast on the name before reading the file
     hg = read_circuit(args.circuit)
+    truth_spec = resolve_truth(args.truth, hg.scores.graph)
     truth = truth_spec.circuit(hg.scores.graph)  # the shape first: its message says what the truth is on
-    for note in check_same_origin(Origin.of(hg, args.circuit), _truth_origin(args.truth, truth_spec), force=args.force):
-        print(f"headgraph: warning: --force: scoring across {note}", file=sys.stderr)
+    if is_named_truth(args.truth):  # a user's file or an InterpBench folder names no comparable model and task
+        origin = _truth_origin(args.truth, truth_spec)
+        for note in check_same_origin(Origin.of(hg, args.circuit), origin, force=args.force):
+            print(f"headgraph: warning: --force: scoring across {note}", file=sys.stderr)
     zero_tol = ZERO_TOL if args.zero_tol is None else args.zero_tol
     if zero_tol < 0:
         raise HeadgraphError(f"--zero-tol must be non-negative, got {zero_tol}")
@@ -98,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     s = sub.add_parser("score", help="score a circuit against a ground truth (ROC AUC, precision/recall)")
     s.add_argument("circuit", nargs="?", help="circuit file from discover (or a golden file)")
-    s.add_argument("--truth", help="ground truth name, e.g. ioi-wang2022 or golden/ioi-smollm2-135m")
+    s.add_argument("--truth", help="ground truth: a name (ioi-wang2022, golden/ioi-smollm2-135m), "
+                                   "interpbench:FOLDER (an InterpBench case folder) or a JSON/YAML file")  # fmt: skip
     s.add_argument("--zero-tol", type=float, help="importance at most this × the largest counts as 0 (default 1e-6)")
     s.add_argument("--force", action="store_true", help="score a circuit of another model or task than the truth's")
     s.add_argument("--planted", action="store_true", help="score every registered method on the planted models")
