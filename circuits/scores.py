@@ -21,13 +21,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from circuits.errors import HeadgraphError
+from circuits.errors import HeadgraphError, HeadgraphWarning
 from circuits.graph import Edge, Graph, Node, NodeKind
 
 __all__ = ["Baseline", "Circuit", "Level", "Scores", "UninformativeScoresWarning", "flag_uninformative", "no_signal"]
 
 
-class UninformativeScoresWarning(UserWarning):
+class UninformativeScoresWarning(HeadgraphWarning):
     """A method's scores carry no ranking information (all equal, none scored, or a dead component)."""
 
 

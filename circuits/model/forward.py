@@ -20,7 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.errors import HeadgraphError
+from circuits.errors import HeadgraphError, HeadgraphWarning
 from circuits.model.hooks import (
     HOOK_POS_EMBED,
     HookFn,
@@ -108,7 +108,7 @@ class ResumableRun:
     cache: dict[str, Tensor]
 
 
-class PrefixFallbackWarning(UserWarning):
+class PrefixFallbackWarning(HeadgraphWarning):
     """A shared-prefix shortcut disagreed with a plain forward pass; the run went on without it."""
 
 
