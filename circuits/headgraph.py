@@ -131,7 +131,7 @@ class HeadGraph:
         path = Path(path)
         data = self.to_dict()
         b = data["baseline"]
-        if not all(isinstance(b[k], float) and math.isfinite(b[k]) for k in ("clean", "corrupt")):
+        if not _baseline_ok(b["clean"], b["corrupt"]):
             raise HeadgraphError(
                 f"not saving {path}: the baseline is not finite (clean {b['clean']}, corrupt {b['corrupt']})"
             )
@@ -198,6 +198,19 @@ class HeadGraph:
             raise CircuitFileError(f"{source}: malformed circuit file ({type(err).__name__}: {first})") from None
 
 
+def _baseline_ok(clean: object, corrupt: object) -> bool:
+    """Both baseline metrics finite numbers, or both unknown (``null``: a circuit imported from a format
+    that does not carry them, e.g. an EAP-IG graph file). One unknown, NaN or infinity is not a result.
+
+    Examples:
+        >>> _baseline_ok(4.2, 0.1), _baseline_ok(None, None), _baseline_ok(None, 0.1), _baseline_ok(float("inf"), 0.0)
+        (True, True, False, False)
+    """
+    if clean is None and corrupt is None:
+        return True
+    return all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (clean, corrupt))
+
+
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -233,7 +246,7 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
     values = torch.full((n,), math.nan)
     values[torch.tensor(ids, dtype=torch.long)] = torch.tensor(scored)
     b = data["baseline"]
-    if not all(isinstance(b[k], int | float) and math.isfinite(b[k]) for k in ("clean", "corrupt")):
+    if not _baseline_ok(b["clean"], b["corrupt"]):
         raise ValueError(f"the baseline is not finite (clean {b['clean']}, corrupt {b['corrupt']})")
     baseline = Baseline(
         metric=str(b["metric"]),

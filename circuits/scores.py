@@ -186,6 +186,8 @@ def flag_uninformative(scores: Scores, *reasons: str) -> Scores:
         reasons: other problems the method found (e.g. a dead sparse autoencoder); empty strings
             are ignored.
     """
+    if not (math.isfinite(scores.baseline.clean) and math.isfinite(scores.baseline.corrupt)):
+        return scores  # a broken run (non-finite outputs), which the baseline checks refuse outright
     found = [r for r in (no_signal(scores.values), *reasons) if r]
     if not found:
         return scores

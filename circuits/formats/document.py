@@ -96,11 +96,14 @@ def assemble(
     vals = values.tolist()
     order = sorted((i for i, v in enumerate(vals) if not math.isnan(v)), key=lambda i: -abs(vals[i]))
     d = {k: v for k, v in meta.items() if k not in ("level", "selection")}
+    b = meta.get("baseline", {})
+    clean, corrupt = b.get("clean"), b.get("corrupt")
+    gap = clean - corrupt if isinstance(clean, int | float) and isinstance(corrupt, int | float) else 0.0
     d["scores"] = {
         "level": level.value,
         "ids": [str(items[i]) for i in order],
         "values": [vals[i] for i in order],
-        "normalized": [],
+        "normalized": [vals[i] / gap if gap else math.nan for i in order],  # redundant with values; checked for length
     }
     d["circuit"] = {
         "nodes": [str(n) for n in nodes],

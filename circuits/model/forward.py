@@ -11,6 +11,7 @@ and run without a prefix, which is slower but exact by definition.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ def resumable_run(
             plain = logits_at(model, run.final_resid, check_pos)
             resumed = resume_to_logits(model, run, 0, 1, check_pos, [])
         error, tolerance = float((plain - resumed).abs().max()), prefix_tolerance(model, plain)
-        if not error <= tolerance:
+        if bool(torch.isfinite(plain).all()) and not error <= tolerance:  # non-finite: the baseline check refuses it
             _fallback_warning(model, run.prefix, error, tolerance)
             run = _resumable_run(model, tokens, 0, names)
     return run
@@ -409,13 +410,16 @@ def _prefix_error(
     """Largest answer-logit difference between a run after a ``length``-position prefix and a plain
     forward pass of ``tokens``, and its tolerance.
 
+    Non-finite plain logits (damaged weights, an overflow) give error 0: there is nothing to compare,
+    and the method's baseline check refuses the result.
+
     Raises:
-        HeadgraphError: the plain logits are not finite, or a run from the embeddings without any
-            prefix disagrees with the plain forward too (no shortcut-free path is exact either).
+        HeadgraphError: a run from the embeddings without any prefix disagrees with the plain forward
+            too (no shortcut-free path is exact either).
     """
     plain = run_to_logits(model, tokens, pos)
     if not bool(torch.isfinite(plain).all()):
-        raise HeadgraphError(f"{model.cfg.model_name}: the clean prompts' logits are not finite (overflow?)")
+        return 0.0, math.inf
     tolerance = prefix_tolerance(model, plain)
     embed = embeddings(model, tokens)
     after = run_after_prefix(model, embed[:, length:], shared_prefix(model, tokens, length))
