@@ -150,7 +150,9 @@ class CircuitDiff:
 def _head_ranking(scores: Scores) -> tuple[dict[Node, int], dict[Node, float]]:
     """Ranks of the heads with a non-zero score (ties in graph order), and every scored head's
     normalized score. A score at most ``ZERO_TOL`` × the largest counts as zero: such a head has no
-    rank and is never in a top k (ranks among exact zeros would be arbitrary)."""
+    rank and is never in a top k (ranks among exact zeros would be arbitrary). Edge scores rank heads
+    by the sum of their outgoing edges (:meth:`Scores.to_nodes`)."""
+    scores = scores.to_nodes()
     ranked = [(n, v) for n, v in scores.ranked() if isinstance(n, Node) and n.kind is NodeKind.HEAD]
     gap = scores.baseline.gap
     norm = {n: (v / gap if gap else math.nan) for n, v in ranked}

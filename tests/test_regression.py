@@ -105,3 +105,23 @@ def test_bad_comparisons_raise() -> None:
         diff_circuits(a, a, top_k=0)
     with pytest.raises(HeadgraphError, match="cannot compare a str"):
         diff_circuits("circuit.json", a)
+
+
+def test_edge_scores_are_compared_through_their_heads() -> None:
+    """Two edge-level results: heads rank by their outgoing edges' summed scores (was: an empty diff)."""
+    g = Graph(2, 2)
+    a_vals = torch.zeros(len(g.edges))
+    b_vals = torch.zeros(len(g.edges))
+    for i, e in enumerate(g.edges):
+        if e.src == Node.of_head(0, 1):
+            a_vals[i] = -1.0
+        if e.src == Node.of_head(1, 0):
+            b_vals[i] = -1.0
+    a = Scores(g, Level.EDGE, a_vals, "eap", Baseline("logit-diff", 2.0, 0.0))
+    b = Scores(g, Level.EDGE, b_vals, "eap", Baseline("logit-diff", 2.0, 0.0))
+    diff = diff_circuits(a, b, top_k=1)
+    assert [c.node for c in diff.lost] == [Node.of_head(1, 0)] and [c.node for c in diff.gained] == [Node.of_head(0, 1)]
+    assert diff.jaccard == 0.0
+    assert diff_circuits(a, a, top_k=1).jaccard == 1.0 and diff_circuits(a, a, top_k=1).kept[0].node == Node.of_head(
+        0, 1
+    )
