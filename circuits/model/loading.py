@@ -3,6 +3,7 @@ and the hub path for every other TransformerLens name."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -26,6 +27,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from circuits.errors import ModelLoadError
 from circuits.model.facts import prepare_model_
+from circuits.model.precision import DEFAULT_PRECISION, Precision
+from circuits.model.qwen import QWEN_05B, QWEN_05B_GGUF, QWEN_15B, QWEN_15B_GGUF, convert_qwen2, qwen2_config
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
 
@@ -135,12 +138,16 @@ class OfflineModel:
             for a model whose config TransformerLens has built in).
         convert: maps the Hugging Face model and TL config to a TL state dict.
         prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none; Gemma needs it).
+        processed: ``convert`` returns weights already processed as TransformerLens would (norms
+            and value biases folded) for a config that says so; they are assigned as they are,
+            with no whole-model copies (what lets the 1.5B model convert in ~8 GB, not ~21 GB).
     """
 
     source: GGUFSource
     build_config: Callable[[Any], dict[str, Any]]
     convert: Callable[[Any, HookedTransformerConfig], dict[str, Tensor]]
     prepend_bos: bool = False
+    processed: bool = False
 
     def gguf_path(self) -> Path:
         """The GGUF file (assembled into the cache first, for a chunked source)."""
@@ -234,6 +241,10 @@ OFFLINE_MODELS.add(
         prepend_bos=True,
     ),
 )
+for _name, _gguf in ((QWEN_05B, QWEN_05B_GGUF), (QWEN_15B, QWEN_15B_GGUF)):  # the headgraph[qwen] extra
+    OFFLINE_MODELS.add(
+        _name, OfflineModel(source=_gguf, build_config=qwen2_config, convert=convert_qwen2, processed=True)
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -279,17 +290,21 @@ def _convert(name: str, spec: OfflineModel, progress: bool) -> tuple[HookedTrans
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     steps.update()
     steps.set_postfix_str("TransformerLens conversion")
-    cfg = HookedTransformerConfig(
-        **{**spec.build_config(hf.config), "model_name": name, "default_prepend_bos": spec.prepend_bos}
-    )
+    # init_weights=False: every parameter comes from the state dict (and untouched pages cost no memory)
+    kwargs = {"model_name": name, "default_prepend_bos": spec.prepend_bos, "init_weights": False}
+    cfg = HookedTransformerConfig(**{**spec.build_config(hf.config), **kwargs})
     sd = spec.convert(hf, cfg)
     del hf
+    gc.collect()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    model.load_and_process_state_dict(
-        sd, fold_ln=True, center_writing_weights=False, center_unembed=False, fold_value_biases=True
-    )
+    if spec.processed:
+        _assign_weights(model, sd, f"the conversion of {name}")
+    else:
+        model.load_and_process_state_dict(
+            sd, fold_ln=True, center_writing_weights=False, center_unembed=False, fold_value_biases=True
+        )
     steps.update()
     steps.close()
     return model, tok
@@ -325,13 +340,20 @@ def _read_cache(target: Path, device: str) -> HookedTransformer:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    missing, unexpected = model.load_state_dict(
-        load_file(str(target / "weights.safetensors")), strict=False, assign=True
-    )
-    buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not cached
-    if unexpected or set(missing) - buffers:
-        raise ModelLoadError(f"the cache folder {target} does not match its config; delete it to convert again")
+    try:
+        _assign_weights(model, load_file(str(target / "weights.safetensors")), f"the cache folder {target}")
+    except ModelLoadError as err:
+        raise ModelLoadError(f"{err}; delete it to convert again") from None
     return model
+
+
+def _assign_weights(model: HookedTransformer, weights: dict[str, Tensor], source: str) -> None:
+    """Make ``weights`` the model's parameters (no copies); every parameter must be among them."""
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not stored
+    if unexpected or set(missing) - buffers:
+        odd = sorted(set(unexpected) | (set(missing) - buffers))
+        raise ModelLoadError(f"{source} does not match its config ({len(odd)} odd weights, first {odd[0]!r})")
 
 
 def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
@@ -340,7 +362,7 @@ def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) ->
         model = _read_cache(target, device)
     else:
         model, tok = _convert(name, spec, progress)
-        _write_cache(model, tok, target)
+        _write_cache(model, tok, target)  # always float32: the cache serves every precision
     return model.to(device, print_details=False)
 
 
@@ -389,7 +411,7 @@ def _hub_offline() -> Iterator[None]:
         hub.HF_HUB_OFFLINE = before
 
 
-def _load_from_hub(name: str, device: str) -> HookedTransformer:
+def _load_from_hub(name: str, device: str, dtype: Precision) -> HookedTransformer:
     from transformer_lens.loading_from_pretrained import get_official_model_name
 
     offline = ", ".join(OFFLINE_MODELS.names())
@@ -403,7 +425,7 @@ def _load_from_hub(name: str, device: str) -> HookedTransformer:
     try:
         with warnings.catch_warnings(), nullcontext() if reachable else _hub_offline():
             warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
-            return HookedTransformer.from_pretrained(name, device=device)
+            return HookedTransformer.from_pretrained(name, device=device, dtype=dtype.torch_dtype)
     except Exception as err:  # the hub client raises many types (OSError, HTTP errors, ...)
         where = "the Hugging Face hub" if reachable else "the local Hugging Face cache (the hub is unreachable)"
         first_line = str(err).splitlines()[0].rstrip(".") if str(err) else "no message"
@@ -413,22 +435,36 @@ def _load_from_hub(name: str, device: str) -> HookedTransformer:
         ) from err
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", progress: bool = True) -> HookedTransformer:
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str = "cpu",
+    dtype: Precision | str = DEFAULT_PRECISION,
+    progress: bool = True,
+) -> HookedTransformer:
     """Load a model by name, prepared for headgraph (eval mode, frozen weights).
 
     Args:
-        name: an offline model (``smollm2-135m``) or any TransformerLens model name.
+        name: an offline model (``smollm2-135m``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``,
+            ``qwen2.5-coder-1.5b``) or any TransformerLens model name.
         device: where the model lives.
+        dtype: ``float32`` (default; the precision of the engine's exactness checks) or
+            ``bfloat16`` (half the memory, faster on CPUs with bf16 kernels; see :class:`Precision`).
+            Offline models are converted and cached in float32 and cast after loading.
         progress: show progress bars for the one-time conversion.
 
     Raises:
         ModelLoadError: unknown name, missing weights package, or no hub access for a hub model.
+        HeadgraphError: an unknown ``dtype``.
     """
+    precision = Precision.parse(dtype)  # fails before any loading
     start = time.perf_counter()
     if name in OFFLINE_MODELS:
         model = _load_offline(name, OFFLINE_MODELS[name], device, progress)
+        if precision is not Precision.FLOAT32:
+            model = model.to(precision.torch_dtype, print_details=False)
     else:
-        model = _load_from_hub(name, device)
+        model = _load_from_hub(name, device, precision)
     model = prepare_model_(model)
     model.cfg.model_name = name
     setattr(model, "headgraph_load_seconds", time.perf_counter() - start)  # noqa: B010 (reported by the CLI)
