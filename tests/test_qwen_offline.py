@@ -169,7 +169,8 @@ def test_conversion_matches_hugging_face_and_transformer_lens_processing(tied: b
     hf = _tiny_hf_qwen2(tied)
     kwargs = {**qwen2_config(hf.config), "model_name": "tiny-qwen2", "init_weights": False}
     assert kwargs["n_key_value_heads"] == 2 and kwargs["normalization_type"] == "RMSPre"
-    lean = _tl_from_state_dict(HookedTransformerConfig(**kwargs), convert_qwen2(hf, HookedTransformerConfig(**kwargs)), True)
+    cfg = HookedTransformerConfig(**kwargs)
+    lean = _tl_from_state_dict(cfg, convert_qwen2(hf, cfg), True)
     raw_cfg = HookedTransformerConfig(**{**kwargs, "normalization_type": "RMS"})
     reference = _tl_from_state_dict(raw_cfg, convert_qwen2_weights(hf, raw_cfg), False)
     assert reference.cfg.normalization_type == "RMSPre"

@@ -32,7 +32,16 @@ from transformer_lens import HookedTransformerConfig
 
 from circuits.errors import ModelLoadError
 
-__all__ = ["QWEN_05B", "QWEN_05B_GGUF", "QWEN_15B", "QWEN_15B_GGUF", "SplitGGUF", "convert_qwen2", "fold_rms_", "qwen2_config"]
+__all__ = [
+    "QWEN_05B",
+    "QWEN_05B_GGUF",
+    "QWEN_15B",
+    "QWEN_15B_GGUF",
+    "SplitGGUF",
+    "convert_qwen2",
+    "fold_rms_",
+    "qwen2_config",
+]
 
 QWEN_05B = "qwen2.5-coder-0.5b"
 """Qwen2.5-Coder-0.5B-Instruct (Q4_K_M): 24 layers × 14 query heads, 2 key/value heads."""
