@@ -215,3 +215,19 @@ def test_cli_rejects_an_unknown_dtype(capsys: pytest.CaptureFixture[str]) -> Non
         main(["tasks", "report", "--dtype", "float16"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'float16'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", Precision.names())
+def test_reproducing_command_lines_carry_the_dtype(dtype: str) -> None:
+    """`tasks report` and `repair` write the command that reproduces them: --dtype only when not float32."""
+    from circuits.cli import _parser
+    from circuits.commands import repair, tasks_report
+
+    for argv, command in (
+        (["tasks", "report", "--model", "m", "--dtype", dtype], tasks_report._command),
+        (["repair", "--model", "m", "--dtype", dtype], repair._command),
+    ):
+        args = _parser().parse_args(argv)
+        assert args.dtype == dtype
+        assert ("--dtype bfloat16" in command(args)) == (dtype == "bfloat16")
+        assert "--dtype float32" not in command(args)
