@@ -140,7 +140,8 @@ class OfflineModel:
         prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none; Gemma needs it).
         processed: ``convert`` returns weights already processed as TransformerLens would (norms
             and value biases folded) for a config that says so; they are assigned as they are,
-            with no whole-model copies (what lets the 1.5B model convert in ~8 GB, not ~21 GB).
+            without TransformerLens's whole-model copies (three 7.1 GB copies at once for the 1.5B
+            model; its conversion now peaks at 14.9 GB, in transformers' dequantization).
     """
 
     source: GGUFSource
