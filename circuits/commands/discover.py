@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from circuits.commands.common import format_table, parse_settings, prepare_output_dir
+from circuits.commands.common import add_dtype_option, format_table, parse_settings, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 OUTPUTS = ("circuit.json", "circuit.png")
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, OUTPUTS)  # before the work, not after it
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, progress=progress)
+    model = load_model(args.model, dtype=args.dtype, progress=progress)
     print(f"loaded in {getattr(model, 'headgraph_load_seconds', float('nan')):.1f} s", flush=True)
     same = f" ({repeats} repeat an earlier pair)" if repeats else ""
     print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     d = sub.add_parser("discover", help="find a task's circuit in a model")
     d.add_argument("--task", default="ioi", help="task name (default: ioi)")
     d.add_argument("--model", default="smollm2-135m", help="offline model or TransformerLens name")
+    add_dtype_option(d)
     d.add_argument("--method", default="activation-patching", help="discovery method")
     d.add_argument("--n", type=int, default=64, help="number of prompt pairs (default: 64)")
     d.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")

@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from circuits.commands.common import prepare_output_dir
+from circuits.commands.common import add_dtype_option, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if typing.TYPE_CHECKING:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out or Path(args.circuit).parent, ("faithfulness.png", "faithfulness.json"))
     progress = not args.quiet
     print(f"loading {hg.model.name} ...", flush=True)
-    model = load_model(hg.model.name, progress=progress)
+    model = load_model(hg.model.name, dtype=args.dtype, progress=progress)
     if model_info(model).config_hash != hg.model.config_hash:
         raise HeadgraphError(f"{args.circuit} was computed on another configuration of {hg.model.name}")
     data = task.dataset(text_tokenizer(model), n, seed=seed)
@@ -170,6 +170,7 @@ def register(sub: Any) -> None:
     e.add_argument("--mib-results", help="with --curve mib: folder for MIB's results pickles (abs-False/True)")
     e.add_argument("--mib-split", default="validation", help="split named in the MIB results file names")
     e.add_argument("--percentages", help="circuit sizes in %% of edges, e.g. 1,5,100 (default: MIB's ten)")
+    add_dtype_option(e)
     e.add_argument("--batch-size", type=int, default=32, help="prompts per forward pass (default: 32)")
     e.add_argument("--out", help="folder for faithfulness.png/json (default: beside the file)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -14,7 +14,7 @@ import json
 import shlex
 from typing import Any
 
-from circuits.commands.common import prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 DEFAULT_COLLATERAL = ("ioi", "arithmetic", "mcqa")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, ("repair.md", "repair.json", "repair.png"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, progress=progress)
+    model = load_model(args.model, dtype=args.dtype, progress=progress)
     tok = text_tokenizer(model)
     source = get_task(args.source).dataset(tok, args.n, seed=args.seed)
     target = get_task(args.target).dataset(tok, args.n, seed=args.seed)
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run."""
     words = ["headgraph", "repair", "--source", args.source, "--target", args.target, "--model", args.model]
+    words += dtype_words(args.dtype)
     words += ["--n", str(args.n), "--seed", str(args.seed), "--fraction", str(args.fraction)]
     words += ["--candidates", args.candidates, "--max-heads", str(args.max_heads), "--controls", str(args.controls)]
     for name in args.collateral:
@@ -95,6 +96,7 @@ def register(sub: Any) -> None:
     r.add_argument("--source", default="ioi", help="task whose circuit holds the heads (default: ioi)")
     r.add_argument("--target", default="colored-objects", help="task to repair (default: colored-objects)")
     r.add_argument("--model", default="smollm2-135m", help="offline model or TransformerLens name")
+    add_dtype_option(r)
     r.add_argument("--n", type=int, default=64, help="prompt pairs per task and split (default: 64)")
     r.add_argument("--seed", type=int, default=0, help="seed of the prompts and the control draws (default: 0)")
     r.add_argument("--fraction", type=float, default=0.05, help="circuit size as a fraction of heads (default: 0.05)")

@@ -9,7 +9,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 
@@ -23,7 +23,7 @@ def report(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, ("tasks_report.md", "tasks_report.json"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, progress=progress)
+    model = load_model(args.model, dtype=args.dtype, progress=progress)
     start = time.perf_counter()
     rep = task_report(model, rows, n=args.n, seed=args.seed, progress=progress)
     rep = dataclasses.replace(rep, command=_command(args), seconds=time.perf_counter() - start)
@@ -37,7 +37,8 @@ def report(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this report."""
-    words = ["headgraph", "tasks", "report", "--model", args.model, "--n", str(args.n), "--seed", str(args.seed)]
+    words = ["headgraph", "tasks", "report", "--model", args.model, *dtype_words(args.dtype)]
+    words += ["--n", str(args.n), "--seed", str(args.seed)]
     for name in args.task:
         words += ["--task", name]
     if args.defaults_only:
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
     tsub = t.add_subparsers(dest="tasks_command", required=True)
     r = tsub.add_parser("report", help="clean/corrupt baselines of every task on a model, as markdown and JSON")
     r.add_argument("--model", default="smollm2-135m", help="offline model or TransformerLens name")
+    add_dtype_option(r)
     r.add_argument("--n", type=int, default=64, help="prompt pairs per task (default: 64)")
     r.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     r.add_argument("--task", action="append", default=[], help="only this task (repeatable; default: all)")

