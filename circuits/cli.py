@@ -13,10 +13,14 @@ by the input (unknown names, bad numbers, a file that is not a circuit) are prin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from circuits.errors import USER_ERRORS, HeadgraphWarning
@@ -48,11 +52,48 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+INTERRUPT_GRACE_S = 5.0
+"""Seconds a run may take to unwind after Ctrl-C before it is ended outright (exit 130)."""
+
+
+def _leave() -> None:
+    print("headgraph: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and also starts a watchdog: Python drops a
+    KeyboardInterrupt raised while the main thread is inside a finalizer or callback ("Exception
+    ignored in ..."), so if the run has not ended :data:`INTERRUPT_GRACE_S` seconds later (or at a
+    second Ctrl-C) the process leaves with status 130. Outputs are written atomically at the end of a
+    run, so leaving early never leaves a half-written file under its real name."""
+
+    def handler(_signum: int, _frame: object) -> None:
+        if getattr(handler, "fired", False):
+            _leave()
+        handler.fired = True  # type: ignore[attr-defined]
+        watchdog = threading.Timer(INTERRUPT_GRACE_S, _leave)
+        watchdog.daemon = True
+        watchdog.start()
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``headgraph`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _interruptible():
             warnings.showwarning = _one_line(warnings.showwarning)
             status: int = args.func(args)
     except USER_ERRORS as err:

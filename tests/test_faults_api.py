@@ -241,3 +241,38 @@ def test_sigint_stops_discover_promptly_with_no_partial_output(tmp_path: Path) -
     assert err.count("headgraph: interrupted\n") == 1  # (after a progress bar's last redraw, on its line)
     assert "Traceback" not in err
     assert not (out / "circuit.json").exists() and not (out / "circuit.png").exists()
+
+
+_SWALLOWING_SCRIPT = """
+import sys, time
+import circuits.cli, circuits.commands.show as show
+circuits.cli.INTERRUPT_GRACE_S = 1.0
+def swallow(args):
+    print("working", flush=True)
+    while True:  # a KeyboardInterrupt lost inside a finalizer or callback looks like this to the run
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+show.run = swallow
+sys.exit(circuits.cli.main(["show", "x.json"]))
+"""
+
+
+def test_a_swallowed_interrupt_still_ends_the_run() -> None:
+    """Python drops a KeyboardInterrupt raised inside a finalizer; the CLI's watchdog ends the run
+    anyway, with status 130 and one line, INTERRUPT_GRACE_S after Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SWALLOWING_SCRIPT],
+        cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "working"
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    waited = time.perf_counter() - sent
+    assert proc.returncode == 130 and err.strip() == "headgraph: interrupted", err
+    assert 0.9 <= waited < 10, waited
