@@ -365,9 +365,9 @@ class PrefixGuard:
     A method makes one guard per run and asks it for every batch's prefix. The first non-empty
     prefix is checked: the batch's first :data:`CHECK_ROWS` prompts also run once without it, and
     the answer logits of both are compared (cost: a plain forward and a suffix forward of those few
-    prompts, once per run). If they differ by
-    more than :func:`prefix_tolerance`, the guard warns (:class:`PrefixFallbackWarning`) and every
-    prefix of the run is empty from then on: positions are computed from the start, exactly.
+    prompts, once per run). If they differ by more than :func:`prefix_tolerance`, the guard warns
+    (:class:`PrefixFallbackWarning`) and every prefix of the run is empty from then on: positions
+    are computed from the start, exactly.
     Callers read ``prefix.length``, never the length they asked for.
 
     Attributes:
