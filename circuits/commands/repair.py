@@ -40,7 +40,7 @@ def _tasks(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from circuits.model import load_model, text_tokenizer
-    from circuits.repair import Candidates, RepairConfig, plot_repair, repair, repair_markdown, repair_to_dict
+    from circuits.repair import Candidates, Recipe, RepairConfig, plot_repair, repair, repair_markdown, repair_to_dict
     from tasks import get_task
 
     collateral = _tasks(args)
@@ -50,10 +50,18 @@ def run(args: argparse.Namespace) -> int:
         raise HeadgraphError(
             f"--candidates must be one of {', '.join(c.value for c in Candidates)}, got {args.candidates!r}"
         ) from None
+    try:
+        recipe = Recipe(args.recipe)
+    except ValueError:
+        raise HeadgraphError(
+            f"--recipe must be one of {', '.join(r.value for r in Recipe)}, got {args.recipe!r}"
+        ) from None
     config = RepairConfig(
         fraction=args.fraction,
         candidates=candidates,
+        recipe=recipe,
         max_heads=args.max_heads,
+        shortlist=args.shortlist,
         controls=args.controls,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -85,7 +93,9 @@ def _command(args: argparse.Namespace) -> str:
     words = ["headgraph", "repair", "--source", args.source, "--target", args.target, "--model", args.model]
     words += dtype_words(args.dtype)
     words += ["--n", str(args.n), "--seed", str(args.seed), "--fraction", str(args.fraction)]
-    words += ["--candidates", args.candidates, "--max-heads", str(args.max_heads), "--controls", str(args.controls)]
+    words += ["--recipe", args.recipe, "--candidates", args.candidates]
+    words += ["--max-heads", str(args.max_heads), "--controls", str(args.controls)]
+    words += ["--shortlist", str(args.shortlist)] if args.shortlist else []
     for name in args.collateral:
         words += ["--collateral", name]
     return " ".join(shlex.quote(w) for w in words)
@@ -100,8 +110,16 @@ def register(sub: Any) -> None:
     r.add_argument("--n", type=int, default=64, help="prompt pairs per task and split (default: 64)")
     r.add_argument("--seed", type=int, default=0, help="seed of the prompts and the control draws (default: 0)")
     r.add_argument("--fraction", type=float, default=0.05, help="circuit size as a fraction of heads (default: 0.05)")
+    r.add_argument(
+        "--recipe",
+        default="oracle",
+        help="oracle (Merullo: force inhibition heads onto the wrong answers; reads the label) or parsed (label-free:"
+        " force answer-attending heads onto the answer position parsed from the prompt)",
+    )
     r.add_argument("--candidates", default="source", help="heads that may be edited: source (default) or shared")
     r.add_argument("--max-heads", type=int, default=4, help="most heads one edit changes (default: 4)")
+    r.add_argument("--shortlist", type=int, default=0,
+                   help="patch exactly only the top heads by attribution patching (default 0: every head)")  # fmt: skip
     r.add_argument("--controls", type=int, default=10, help="random-head control draws (default: 10)")
     r.add_argument("--collateral", action="append", default=[],
                    help="task for the collateral change (repeatable; default: ioi, arithmetic, mcqa)")  # fmt: skip

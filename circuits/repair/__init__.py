@@ -10,16 +10,27 @@
 from circuits.repair.edits import EditEvaluator, EditKind, HeadEdit, Outcome, evaluate_edits
 from circuits.repair.planted import break_s_inhibition_, broken_copy
 from circuits.repair.report import plot_repair, repair_markdown, repair_to_dict
-from circuits.repair.roles import ROLES, Role, RolePositions, require_roles, role_positions
+from circuits.repair.roles import (
+    ROLES,
+    Role,
+    RolePositions,
+    parse_queried_color,
+    parse_unique_name,
+    require_roles,
+    role_positions,
+)
 from circuits.repair.workflow import (
     Candidates,
     Collateral,
     Control,
+    Errors,
     HeadReport,
+    Recipe,
     RepairConfig,
     RepairResult,
     Trial,
     repair,
+    wrong_indices,
 )
 
 __all__ = [
@@ -28,10 +39,12 @@ __all__ = [
     "Collateral",
     "Control",
     "EditEvaluator",
+    "Errors",
     "EditKind",
     "HeadEdit",
     "HeadReport",
     "Outcome",
+    "Recipe",
     "RepairConfig",
     "RepairResult",
     "Role",
@@ -39,6 +52,8 @@ __all__ = [
     "Trial",
     "break_s_inhibition_",
     "broken_copy",
+    "parse_queried_color",
+    "parse_unique_name",
     "evaluate_edits",
     "plot_repair",
     "repair",
@@ -46,4 +61,5 @@ __all__ = [
     "repair_to_dict",
     "require_roles",
     "role_positions",
+    "wrong_indices",
 ]

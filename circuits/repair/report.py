@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from circuits.repair.edits import Outcome
 from circuits.repair.roles import Role
-from circuits.repair.workflow import RepairResult
+from circuits.repair.workflow import Control, Recipe, RepairResult
 
 __all__ = ["plot_repair", "repair_markdown", "repair_to_dict"]
 
@@ -28,6 +28,7 @@ def repair_to_dict(r: RepairResult) -> dict[str, Any]:
     """JSON-ready form of ``r``."""
     config = {f.name: getattr(r.config, f.name) for f in dataclasses.fields(r.config)}
     config["candidates"] = r.config.candidates.value
+    config["recipe"] = r.config.recipe.value
     config["gammas"] = list(r.config.gammas)
     ctrl = {k: dict(zip(("mean", "sd"), r.control.mean_sd(k), strict=True)) for k in _FIELDS}
     return {
@@ -53,6 +54,17 @@ def repair_to_dict(r: RepairResult) -> dict[str, Any]:
             "outcomes": [o.to_dict() for o in r.control.outcomes],
             "summary": ctrl,
         },
+        "errors": None
+        if r.errors is None
+        else {
+            "indices": list(r.errors.indices),
+            "before": r.errors.before.to_dict(),
+            "after": r.errors.after.to_dict(),
+            "control": {
+                "outcomes": [o.to_dict() for o in r.errors.control.outcomes],
+                "summary": {k: dict(zip(("mean", "sd"), r.errors.control.mean_sd(k), strict=True)) for k in _FIELDS},
+            },
+        },
         "collateral": [
             {"task": c.task, "edit": c.form.to_dict(), "before": c.before.to_dict(), "after": c.after.to_dict()}
             for c in r.collateral
@@ -73,18 +85,35 @@ def _row(label: str, o: Outcome) -> str:
     return f"| {label} | {o.metric:+.3f} | {o.accuracy:.1%} | {o.candidate_accuracy:.1%} |"
 
 
-def _pm(r: RepairResult, name: str, pct: bool) -> str:
-    mean, sd = r.control.mean_sd(name)
+def _pm(control: Control, name: str, pct: bool) -> str:
+    mean, sd = control.mean_sd(name)
     return f"{mean:.1%} ± {sd:.1%}" if pct else f"{mean:+.3f} ± {sd:.3f}"
+
+
+def _control_row(label: str, control: Control) -> str:
+    return (
+        f"| {label}: control, same edit on random heads of the same layers ({len(control.outcomes)} draws,"
+        f" mean ± sd) | {_pm(control, 'metric', False)} | {_pm(control, 'accuracy', True)} |"
+        f" {_pm(control, 'candidate_accuracy', True)} |"
+    )
 
 
 def _att(a: dict[Role, float] | Any) -> str:
     return f"{a[Role.ANSWER]:.2f} / {a[Role.WRONG]:.2f} / {a[Role.CANDIDATES]:.2f}"
 
 
+_RECIPE_TEXT = {
+    Recipe.ORACLE: "**oracle** (Merullo et al.: heads that attend to the wrong answer on the source, forced onto the"
+    " target's wrong answers; the edit reads the label at test time)",
+    Recipe.PARSED: "**label-free** (heads that attend to the answer on the source, forced onto the target's answer"
+    " position parsed from the prompt's structure; no label is read at test time)",
+}
+
+
 def repair_markdown(r: RepairResult, command: str = "") -> str:
     """The result as markdown: target table with control, collateral, candidate heads, edits tried."""
     o = r.overlap
+    src, tgt = r.config.recipe.roles
     lines = [
         f"# Repair: {r.source} → {r.target} on {r.model}",
         "",
@@ -93,6 +122,8 @@ def repair_markdown(r: RepairResult, command: str = "") -> str:
         f" task; source: {r.n_source} prompts; {r.seconds:.0f} s ({_timings(r)}). Metric: logit difference"
         " (answer − competing answer) at the answer position.",
         "",
+        f"Recipe: {_RECIPE_TEXT[r.config.recipe]}.",
+        "",
         f"**Chosen edit: {r.chosen.label}** (best mean logit difference on the selection prompts among"
         f" {len(r.trials)} edits tried).",
         "",
@@ -100,10 +131,11 @@ def repair_markdown(r: RepairResult, command: str = "") -> str:
         "|---|---|---|---|",
         _row(f"{r.target}: before", r.before),
         _row(f"{r.target}: after ({r.chosen.label})", r.after),
-        f"| {r.target}: control, same edit on random heads of the same layers ({len(r.control.outcomes)} draws,"
-        f" mean ± sd) | {_pm(r, 'metric', False)} | {_pm(r, 'accuracy', True)} |"
-        f" {_pm(r, 'candidate_accuracy', True)} |",
+        _control_row(r.target, r.control),
     ]
+    if r.errors is not None:
+        e, label = r.errors, f"{r.target}, the {len(r.errors.indices)} errors"
+        lines += [_row(f"{label}: before", e.before), _row(f"{label}: after", e.after), _control_row(label, e.control)]
     if r.collateral:
         lines += ["", "**Collateral** (other tasks, before → after):", ""]
         lines += ["| task | edit | logit diff | accuracy (vocab) | accuracy (candidates) |", "|---|---|---|---|---|"]
@@ -127,8 +159,8 @@ def repair_markdown(r: RepairResult, command: str = "") -> str:
         f"**Candidate heads.** Circuits: top {o.per_stage} heads ({o.fraction:.0%}) by |Δ logit diff| when patched at"
         f" the answer position; source {len(o.a)}, target {len(o.b)}, shared {len(o.shared)} (Jaccard"
         f" {o.jaccard:.2f}). Candidates: {r.config.candidates.value} circuit heads. Attention: answer / wrong /"
-        f" all candidates; eligible: ≥ {r.config.min_source_attention:.0%} on the wrong answer on the source;"
-        " misdirection: source − target attention on the wrong answer.",
+        f" all candidates; eligible: ≥ {r.config.min_source_attention:.0%} on the {src.value} tokens on the source;"
+        f" misdirection: attention on the {src.value} tokens on the source − on the {tgt.value} tokens on the target.",
         "",
         "| head | shared | Δ source | Δ target | attention, source | attention, target | misdirection | eligible |",
         "|---|---|---|---|---|---|---|---|",

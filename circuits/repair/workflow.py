@@ -10,7 +10,9 @@ runs that recipe on any model and pair of tasks with answer roles
 1. **Circuits.** Exact activation patching of every head at the answer position (resample
    ablation) on the source task and on the target task's selection prompts; each circuit is the top
    ``fraction`` of heads by |effect| and their overlap is Merullo's
-   (:func:`circuits.evaluation.task_overlap`).
+   (:func:`circuits.evaluation.task_overlap`). On a large model, ``shortlist`` heads ranked by
+   attribution patching (one forward/backward per batch, all positions) are patched exactly and the
+   others are left unscored (NaN): the circuit is exact among the shortlist.
 2. **Candidates.** The source circuit's heads (default), or only the heads both circuits share.
    The default is wider on purpose: Merullo's repaired heads were IOI-only (an inhibition head that
    is misdirected on the target has little effect there, so it drops out of the target circuit).
@@ -21,10 +23,23 @@ runs that recipe on any model and pair of tasks with answer roles
 4. **The edit.** For ``k = 1 … max_heads`` top-ranked heads, FORCE their attention onto the
    target's wrong-answer tokens, or SCALE it by each ``γ`` (:mod:`circuits.repair.edits`); the edit
    with the best mean metric on the *selection* prompts wins (ties: fewer heads, FORCE first).
-5. **Report**, on held-out evaluation prompts: the target before and after; a control, the same
-   edit on random heads of the same layers (``controls`` draws); the collateral change on other
-   tasks, under the same edit directed to each task's own wrong-answer tokens (where the task has
-   roles) and with the chosen heads mean-ablated at the answer position.
+5. **Report**, on held-out evaluation prompts: the target before and after, on all of them and on
+   the model's *errors* alone (the prompts whose best candidate was wrong before the edit); a
+   control, the same edit on random heads of the same layers (``controls`` draws); the collateral
+   change on other tasks, under the same edit directed to each task's own tokens of that role
+   (where the task has them) and with the chosen heads mean-ablated at the answer position.
+
+Two recipes (:class:`Recipe`) say which heads are redirected where:
+
+* ``ORACLE`` (Merullo et al.): heads that attend to the *wrong* answer on the source (inhibition
+  heads) are forced onto the target's wrong answers. The edit reads the label at test time (which
+  listed colours are wrong), so it shows a mechanism, not a usable repair.
+* ``PARSED`` (label-free): heads that attend to the *answer* on the source (IOI: the movers, onto
+  the indirect object) are forced onto the target's answer position as found from the prompt's
+  structure alone (:data:`~circuits.repair.roles.Role.PARSED`: the colour listed before the object
+  the question names). Heads are ranked by how much of that attention they lose on the target;
+  selection prompts (labels allowed) choose the heads and the edit; at test time nothing but the
+  prompt's tokens and named spans is read.
 """
 
 from __future__ import annotations
@@ -37,24 +52,50 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import torch
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import ActivationPatching, PatchPositions
+from circuits.discovery.attribution_patching import AttributionPatching
 from circuits.discovery.base import check_positive
 from circuits.errors import HeadgraphError
 from circuits.evaluation import Overlap, task_overlap
 from circuits.graph import Node
-from circuits.model import model_info
+from circuits.model import logits_at, model_info, run_with_cache
 from circuits.repair.edits import EditEvaluator, EditKind, HeadEdit, Outcome
-from circuits.repair.roles import ROLES, Role, require_roles
+from circuits.repair.roles import ROLES, Role, require_roles, role_positions
 from circuits.scores import Scores
 from tasks import PromptPairDataset
-from tasks.metrics import LogitDiff, Metric
+from tasks.metrics import CandidateAccuracy, LogitDiff, Metric
 
-__all__ = ["Candidates", "Collateral", "Control", "HeadReport", "RepairConfig", "RepairResult", "Trial", "repair"]
+__all__ = [
+    "Candidates",
+    "Collateral",
+    "Control",
+    "Errors",
+    "HeadReport",
+    "Recipe",
+    "RepairConfig",
+    "RepairResult",
+    "Trial",
+    "repair",
+    "wrong_indices",
+]
 
 IMPROVEMENT_TOL = 1e-6
 """A larger edit must beat a smaller one's selection metric by more than this (relative) to win."""
+
+
+class Recipe(Enum):
+    """Which heads are redirected where (module docstring): Merullo's oracle edit or a label-free one."""
+
+    ORACLE = "oracle"
+    PARSED = "parsed"
+
+    @property
+    def roles(self) -> tuple[Role, Role]:
+        """(the role a head must attend to on the source, the role it is directed to on the target)."""
+        return (Role.WRONG, Role.WRONG) if self is Recipe.ORACLE else (Role.ANSWER, Role.PARSED)
 
 
 class Candidates(Enum):
@@ -71,8 +112,11 @@ class RepairConfig:
     Attributes:
         fraction: a task's circuit is its top ``ceil(fraction · heads)`` heads by |effect|.
         candidates: heads that may be edited.
-        min_source_attention: least attention onto the wrong answer on the source task for a head to
-            count as an inhibition-like head that may be redirected.
+        recipe: which heads are redirected where (:class:`Recipe`).
+        min_source_attention: least attention onto the recipe's source role (the wrong answer for
+            ``ORACLE``, the answer for ``PARSED``) on the source task for a head to be redirected.
+        shortlist: patch exactly only this many heads, the top ones by |attribution patching| (0:
+            every head).
         max_heads: most heads one edit changes.
         gammas: ScaleAttention factors tried beside ForceAttention (empty: force only).
         controls: random-head draws of the control.
@@ -82,7 +126,9 @@ class RepairConfig:
 
     fraction: float = 0.05
     candidates: Candidates = Candidates.SOURCE
+    recipe: Recipe = Recipe.ORACLE
     min_source_attention: float = 0.2
+    shortlist: int = 0
     max_heads: int = 4
     gammas: tuple[float, ...] = (4.0,)
     controls: int = 10
@@ -94,8 +140,12 @@ class RepairConfig:
             raise HeadgraphError(f"fraction must be in (0, 1], got {self.fraction!r}")
         if not isinstance(self.candidates, Candidates):
             raise HeadgraphError(f"candidates must be a Candidates, got {self.candidates!r}")
+        if not isinstance(self.recipe, Recipe):
+            raise HeadgraphError(f"recipe must be a Recipe, got {self.recipe!r}")
         if not (isinstance(self.min_source_attention, float | int) and 0 <= self.min_source_attention <= 1):
             raise HeadgraphError(f"min_source_attention must be in [0, 1], got {self.min_source_attention!r}")
+        if not isinstance(self.shortlist, int) or self.shortlist < 0:
+            raise HeadgraphError(f"shortlist must be a non-negative number of heads, got {self.shortlist!r}")
         check_positive(max_heads=self.max_heads, controls=self.controls, batch_size=self.batch_size)
         if any(not (g > 0 and g != 1) for g in self.gammas):
             raise HeadgraphError(f"every gamma must be > 0 and != 1, got {self.gammas}")
@@ -113,7 +163,9 @@ class HeadReport:
         shared: whether it is in both circuits.
         source: its mean attention on each role, on the source task.
         target: the same on the target task (selection prompts).
-        eligible: whether it attends to the wrong answer on the source task (``min_source_attention``).
+        eligible: whether it attends to the recipe's source role on the source task
+            (``min_source_attention``).
+        roles: the recipe's (source role, target role) (:attr:`Recipe.roles`).
     """
 
     head: Node
@@ -123,11 +175,12 @@ class HeadReport:
     source: Mapping[Role, float]
     target: Mapping[Role, float]
     eligible: bool
+    roles: tuple[Role, Role] = (Role.WRONG, Role.WRONG)
 
     @property
     def misdirection(self) -> float:
-        """Attention onto the wrong answer lost from the source task to the target task."""
-        return self.source[Role.WRONG] - self.target[Role.WRONG]
+        """Attention lost from the source role on the source task to the target role on the target."""
+        return self.source[self.roles[0]] - self.target[self.roles[1]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +192,7 @@ class HeadReport:
             "target_attention": {r.value: v for r, v in self.target.items()},
             "misdirection": self.misdirection,
             "eligible": self.eligible,
+            "roles": [r.value for r in self.roles],
         }
 
 
@@ -163,6 +217,23 @@ class Control:
         mean = sum(xs) / len(xs)
         sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
         return mean, sd
+
+
+@dataclass(frozen=True)
+class Errors:
+    """The held-out prompts the model got wrong before the edit (best candidate not the answer).
+
+    Attributes:
+        indices: their indices in the held-out prompts.
+        before: the model on them as it is (candidate accuracy 0 by construction).
+        after: under the chosen edit.
+        control: under the random-head control draws.
+    """
+
+    indices: tuple[int, ...]
+    before: Outcome
+    after: Outcome
+    control: Control
 
 
 @dataclass(frozen=True)
@@ -208,6 +279,7 @@ class RepairResult:
     before: Outcome
     after: Outcome
     control: Control
+    errors: Errors | None = None
     collateral: tuple[Collateral, ...] = ()
     seconds: float = 0.0
     timings: Mapping[str, float] = field(default_factory=dict)
@@ -221,7 +293,13 @@ class RepairResult:
 def _circuit_scores(
     model: HookedTransformer, data: PromptPairDataset, metric: Metric, config: RepairConfig, progress: bool
 ) -> Scores:
-    method = ActivationPatching(positions=PatchPositions.LAST, batch_size=config.batch_size)
+    heads = None
+    if config.shortlist:
+        atp = AttributionPatching(batch_size=config.batch_size)(model, data, metric, progress=progress)
+        graph = atp.graph
+        ranked = sorted(graph.heads, key=lambda h: -abs(float(atp.values[graph.node_index(h)])))
+        heads = tuple(str(h) for h in ranked[: config.shortlist])
+    method = ActivationPatching(positions=PatchPositions.LAST, batch_size=config.batch_size, heads=heads)
     return method(model, data, metric, progress=progress)
 
 
@@ -247,6 +325,37 @@ def _draw_controls(chosen: Sequence[Node], n_heads: int, draws: int, seed: int) 
             picked.append(rng.choice(pool))
         out.append(tuple(picked))
     return out
+
+
+@torch.inference_mode()
+def wrong_indices(model: HookedTransformer, data: PromptPairDataset, batch_size: int = 32) -> list[int]:
+    """Indices of the examples whose best candidate is not an answer (the model's errors)."""
+    cand, out, offset = CandidateAccuracy(), [], 0
+    for batch in data.batches(batch_size):
+        resid, _ = run_with_cache(model, batch.clean, [])
+        right = cand(logits_at(model, resid, batch.answer_pos), batch.targets)
+        out += [offset + i for i, r in enumerate(right.tolist()) if r < 0.5]
+        offset += len(batch)
+    return out
+
+
+def _errors(
+    model: HookedTransformer,
+    target: PromptPairDataset,
+    chosen: HeadEdit,
+    draws: Sequence[tuple[Node, ...]],
+    watch: Sequence[Node],
+    progress: bool,
+    kw: Mapping[str, Any],
+) -> Errors | None:
+    """The chosen edit and its control on the held-out prompts the model gets wrong (None: no errors)."""
+    idx = wrong_indices(model, target, int(kw["batch_size"]))
+    if not idx:
+        return None
+    sub = target.select(torch.tensor(idx))
+    res = EditEvaluator(model, sub, progress=progress, **kw)([None, chosen, *(chosen.with_heads(d) for d in draws)],
+                                                             watch=watch)  # fmt: skip
+    return Errors(tuple(idx), res[0], res[1], Control(tuple(draws), tuple(res[2:])))
 
 
 def _select(trials: list[Trial]) -> Trial:
@@ -294,6 +403,11 @@ def repair(
     src_model = source_model or model
     for d in (source, target, select):
         require_roles(d.task)
+    if config.recipe is Recipe.PARSED:
+        for d in (target, select):
+            if not role_positions(d).has(Role.PARSED):
+                raise HeadgraphError(f"the label-free recipe needs {d.task!r} prompts whose answer position the"
+                                     " prompt's structure gives; this task has none (use --recipe oracle)")  # fmt: skip
     if select.task != target.task:
         raise HeadgraphError(f"the selection prompts are from {select.task!r}, the target is {target.task!r}")
     kw: dict[str, Any] = {"metric": metric, "batch_size": config.batch_size}
@@ -317,6 +431,7 @@ def repair(
     (src_att,) = EditEvaluator(src_model, source, **kw)([None], watch=candidates)
     (tgt_att,) = on_select([None], watch=candidates)
     graph = src_scores.graph
+    src_role, tgt_role = config.recipe.roles
     heads = tuple(
         HeadReport(
             head=h,
@@ -325,22 +440,23 @@ def repair(
             shared=h in overlap.shared,
             source=src_att.attention[h],
             target=tgt_att.attention[h],
-            eligible=src_att.attention[h][Role.WRONG] >= config.min_source_attention,
+            eligible=src_att.attention[h][src_role] >= config.min_source_attention,
+            roles=config.recipe.roles,
         )
         for h in candidates
     )
     ranked = sorted((h for h in heads if h.eligible), key=lambda h: -h.misdirection)
     lap("attention")
     if not ranked:
-        best = max(heads, key=lambda h: h.source[Role.WRONG])
+        best = max(heads, key=lambda h: h.source[src_role])
         raise HeadgraphError(
-            f"no candidate head puts {config.min_source_attention:.0%} of its attention on the wrong answer on "
-            f"{source.task!r} (most: {best.head} with {best.source[Role.WRONG]:.1%}); nothing to redirect"
+            f"no candidate head puts {config.min_source_attention:.0%} of its attention on the {src_role.value} tokens"
+            f" on {source.task!r} (most: {best.head} with {best.source[src_role]:.1%}); nothing to redirect"
         )
 
     kinds = [(EditKind.FORCE, 1.0)] + [(EditKind.SCALE, g) for g in config.gammas]
     edits = [
-        HeadEdit(tuple(h.head for h in ranked[:k]), kind, Role.WRONG, gamma)
+        HeadEdit(tuple(h.head for h in ranked[:k]), kind, tgt_role, gamma)
         for k in range(1, min(config.max_heads, len(ranked)) + 1)
         for kind, gamma in kinds
     ]
@@ -355,10 +471,12 @@ def repair(
     results = on_target([None, chosen, *(chosen.with_heads(d) for d in draws)], watch=watch)
     before, after, controls = results[0], results[1], tuple(results[2:])
     lap("target and control")
+    errors = _errors(model, target, chosen, draws, watch, progress, kw)
+    lap("errors")
 
     side: list[Collateral] = []
     for name, data in (collateral or {}).items():
-        forms = [chosen] if data.task in ROLES else []
+        forms = [chosen] if data.task in ROLES and role_positions(data).has(chosen.role) else []
         forms.append(HeadEdit(chosen.heads, EditKind.ABLATE))
         base, *rest = EditEvaluator(model, data, progress=progress, **kw)([None, *forms])
         side += [Collateral(name, f, base, o) for f, o in zip(forms, rest, strict=True)]
@@ -381,6 +499,7 @@ def repair(
         before=before,
         after=after,
         control=Control(tuple(draws), controls),
+        errors=errors,
         collateral=tuple(side),
         seconds=time.perf_counter() - start,
         timings=timings,
