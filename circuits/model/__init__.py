@@ -32,7 +32,7 @@ Models:
     names the offline default.
 """
 
-from circuits.model.direct import head_direct_logits
+from circuits.model.direct import head_direct_logits, head_direct_logits_by_key
 from circuits.model.edges import (
     HeadWeights,
     attn_input_norm,
@@ -128,6 +128,7 @@ __all__ = [
     "graph_of",
     "has_post_norm",
     "head_direct_logits",
+    "head_direct_logits_by_key",
     "head_term_weights",
     "head_weights",
     "hook_attn_out",
