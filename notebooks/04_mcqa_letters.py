@@ -14,36 +14,42 @@
 # ---
 
 # %% [markdown]
-# # 04 · Multiple-choice letters on SmolLM2-135M: correct-letter heads by direct logit attribution and patching
+# # 04 · Multiple-choice letters: correct-letter heads (Lieberum et al.) by direct logit attribution and patching
 #
 # The MCQA task (Lieberum et al. 2023; the small-model "Colors" format of Wiegreffe et al. 2024):
 # three solved examples, then *"Phrase: The hat is blue. What color is the hat? Choices: A: blue
 # B: pink The correct answer is:"* → *" A"*. The corrupt prompt swaps the options, so the correct
 # letter becomes the competing token; the metric is logit(correct letter) − logit(other letter).
 #
-# **Caveat first: the embedded model is at chance on this task** (about 53% against 50% over the
-# two letters in the task report). A circuit analysis of a behaviour the model does not have can
-# only find what the heads *do* write, for example a fixed preference for one letter, not a
-# mechanism for picking the right one. So this notebook measures, in logit units,
+# Lieberum et al. (2023, arXiv 2307.09458) found, in Chinchilla-70B, "correct letter" heads: late
+# heads that attend from the final position to the correct option's letter and write that letter to
+# the logits. The model here is **Qwen2.5-Coder-1.5B-Instruct**, which does this task (88–100%
+# between the letters in the task report), so its heads can be read as a mechanism; on SmolLM2-135M,
+# which is at chance, the same analysis finds only a letter preference (the notebook's earlier run,
+# quoted in the Finding). It measures, in logit units,
 #
-# 1. accuracy against chance, and how much of the logit difference is a letter preference;
+# 1. accuracy against chance, and how much of the logit difference is a fixed letter preference;
 # 2. **direct logit attribution** (DLA) of every head onto the correct-minus-wrong letter direction,
 #    split into a part that follows the correct letter and a part that follows a fixed letter;
-# 3. where the top DLA heads attend (Lieberum et al.'s correct-letter heads attend to the correct
-#    option's letter);
+# 3. where the top DLA heads attend, and **letter vs content**: each top head's DLA split by the
+#    token it reads (`circuits.model.head_direct_logits_by_key`, exact: the parts add up to the
+#    head's DLA): the correct option's *letter*, its *content* (the colour), the other options, the
+#    stated colour, elsewhere. A correct-letter head in Lieberum's sense reads the letter;
 # 4. **patching**: attribution patching (gradient estimate) of all heads, then exact activation
 #    patching of a shortlist (top heads by |DLA| and by |attribution|), because exact patching of
-#    every head on these 150-token prompts is slow on a CPU.
+#    every head of a 1.5B model is hours on a CPU.
 #
-# `HEADGRAPH_NB_PAIRS` (default 64 pairs), `HEADGRAPH_NB_SHORTLIST` (default 12 heads) and
-# `HEADGRAPH_NB_PATCH_PAIRS` (default 32: the first pairs, for exact patching) set the sizes; the
-# committed outputs use the defaults (`make notebooks`).
+# `HEADGRAPH_NB_MODEL` (default `qwen2.5-coder-1.5b`) and `HEADGRAPH_NB_DTYPE` (default `bfloat16`)
+# choose the model; `HEADGRAPH_NB_PAIRS` (default 32 pairs), `HEADGRAPH_NB_SHORTLIST` (default 12
+# heads) and `HEADGRAPH_NB_PATCH_PAIRS` (default 16: the first pairs, for exact patching) set the
+# sizes; the committed outputs use the defaults (`make notebooks`; CI runs it small on the 0.5B).
 
 # %%
 import io
 import os
 import time
 
+import torch
 from IPython.display import Image, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -53,12 +59,15 @@ from circuits.attention import attention_to_positions
 from circuits.attention_plot import draw_attention_to_positions
 from circuits.discovery import AttributionPatching, baseline
 from circuits.logit_attribution import direct_logit_attribution
+from circuits.model import head_direct_logits_by_key
 from circuits.plot import draw_head_matrix
 from tasks import CandidateAccuracy, candidate_chance, get_task
 
-PAIRS = int(os.environ.get("HEADGRAPH_NB_PAIRS", "64"))
+MODEL = os.environ.get("HEADGRAPH_NB_MODEL", "qwen2.5-coder-1.5b")
+DTYPE = os.environ.get("HEADGRAPH_NB_DTYPE", "bfloat16")
+PAIRS = int(os.environ.get("HEADGRAPH_NB_PAIRS", "32"))
 SHORTLIST = int(os.environ.get("HEADGRAPH_NB_SHORTLIST", "12"))
-PATCH_PAIRS = int(os.environ.get("HEADGRAPH_NB_PATCH_PAIRS", "32"))
+PATCH_PAIRS = int(os.environ.get("HEADGRAPH_NB_PATCH_PAIRS", "16"))
 SHOW = 4
 
 
@@ -70,7 +79,8 @@ def show(fig: Figure, dpi: int = 72) -> None:
 
 
 start = time.perf_counter()
-model = load_model("smollm2-135m", progress=False)
+model = load_model(MODEL, dtype=DTYPE, progress=False)
+print(f"{MODEL} in {DTYPE}: {model.cfg.n_layers} layers × {model.cfg.n_heads} heads")
 task = get_task("mcqa")
 data = task.dataset(text_tokenizer(model), PAIRS, seed=0)
 print(f"{len(data)} pairs of {data.clean.shape[1]} tokens at most; the query of the first:")
@@ -151,12 +161,56 @@ for h in top_dla:
     print(f"{h}: " + ", ".join(f"{n} {att.of(h, n):.2f}" for n in keep))
 
 # %% [markdown]
+# ### Letter vs content
+#
+# Each top head's DLA, split by the key position it reads from (the parts add up to the head's
+# DLA). "correct letter" is the correct option's letter token, "correct content" its colour; "other
+# options" are the other lines' letters and colours; "stated colour" is the colour in the phrase;
+# "first token" is the attention sink (a head that attends there writes a near-constant vector: in
+# DLA it shows as a fixed letter preference, not as a correct-letter signal).
+
+# %%
+GROUPS = ("correct letter", "correct content", "other options", "stated colour", "first token", "elsewhere")
+split = {h: dict.fromkeys(GROUPS, 0.0) for h in top_dla}
+for batch in data.batches(16):
+    t = batch.targets
+    parts = head_direct_logits_by_key(
+        model, batch.clean, batch.answer_pos, t.answers[:, 0], t.wrong[:, 0], [(h.layer, h.head) for h in top_dla]
+    ).double()  # (b, head, key)
+    rows = torch.arange(len(batch))
+    letters = [n for n in batch.positions if n.startswith("label_")]
+    options = [n for n in batch.positions if n.startswith("option_")]
+    for i, h in enumerate(top_dla):
+        p = parts[:, i]
+        c_letter = p[rows, batch.positions["correct_label"]]
+        c_content = p[rows, batch.positions["correct_option"]]
+        others = sum(p[rows, batch.positions[n]] for n in letters + options) - c_letter - c_content
+        stated, first = p[rows, batch.positions["stated_color"]], p[:, 0]
+        rest = p.sum(-1) - c_letter - c_content - others - stated - first
+        for g, v in zip(GROUPS, (c_letter, c_content, others, stated, first, rest), strict=True):
+            split[h][g] += float(v.sum()) / len(data)
+fig = Figure(figsize=(9, 3.8), layout="constrained")
+FigureCanvasAgg(fig)
+ax = fig.subplots()
+width = 0.8 / len(GROUPS)
+for j, g in enumerate(GROUPS):
+    ax.bar([i + j * width for i in range(len(top_dla))], [split[h][g] for h in top_dla], width, label=g)
+ax.set_xticks([i + 0.4 - width / 2 for i in range(len(top_dla))], [str(h) for h in top_dla])
+ax.axhline(0, color="black", linewidth=0.6)
+ax.set_ylabel("DLA onto correct − wrong letter (logit units)")
+ax.set_title("top heads' DLA by the token they read", fontsize=10)
+ax.legend(fontsize=7)
+show(fig)
+for h in top_dla:
+    print(f"{h}: " + ", ".join(f"{g} {split[h][g]:+.3f}" for g in GROUPS))
+
+# %% [markdown]
 # ## 4. Patching: gradient estimate for all heads, exact for a shortlist
 #
 # Scores follow headgraph's sign convention: the change of the logit difference when the head's
 # output is replaced by its value on the corrupt prompt (negative = the head supports the correct
-# letter). With a clean − corrupt gap this small, *normalized* scores would divide by almost
-# nothing, so they are shown in raw logit units.
+# letter). They are shown in raw logit units (on a model at chance the clean − corrupt gap is
+# near zero and normalized scores would divide by almost nothing).
 
 # %%
 attribution = AttributionPatching()(model, data, task.metric, progress=False)
@@ -195,22 +249,16 @@ show(fig)
 # %% [markdown]
 # ## Finding
 #
-# The cell below prints the numbers of whichever run produced this notebook. The committed run
-# (64 pairs; exact patching on the first 32) found: 53% between the letters against 50% chance;
-# the model prefers " B" by 0.64 logits whatever the answer, while its letter-independent,
-# correct-letter signal is −0.04 logits (the clean − corrupt gap is 0.14). The heads write the
-# same: summed over heads, |DLA| onto the letter preference (23.5) is 9 times the |DLA| onto the
-# correct letter (2.6), and the heads with the largest DLA onto correct − wrong (L23H0 +0.40, L23H1
-# +0.37, L28H0 −0.19, L28H2 +0.16) write letter preferences 3 to 15 times larger (L28H0 toward
-# " A" +2.46, L23H1 toward " B" −2.23). L23H0 is the closest thing to a correct-letter head
-# (Lieberum et al.): largest exact patching effect of the shortlist (−0.17 logits), attention 0.24
-# to the correct letter against 0.16 to the wrong one. But its signal is small and cancelled by
-# the rest, which is why the model is at chance: these are heads of a behaviour the model does not
-# have, and are read as such.
+# The cell below prints the numbers of whichever run produced this notebook (the committed one:
+# the defaults above). For comparison, the same analysis on SmolLM2-135M (64 pairs; this notebook's
+# previous committed run) found a model at chance (53% between the letters against 50%) whose heads
+# write a fixed letter preference 9 times larger than any correct-letter signal (summed |DLA| 23.5
+# against 2.6); its nearest correct-letter head, L23H0, had an exact patching effect of −0.17 logits.
 
 # %%
 top_exact = ranked_exact[0]
-print(f"Finding ({len(data)} pairs, {time.perf_counter() - start:.0f} s):")
+reads_letter = [h for h in top_dla if abs(split[h]["correct letter"]) >= 0.5 * sum(abs(v) for v in split[h].values())]
+print(f"Finding ({MODEL} {DTYPE}, {len(data)} pairs, {time.perf_counter() - start:.0f} s):")
 print(
     f"- accuracy between the letters {cand.clean:.0%} against chance {chance:.0%} "
     f"(whole vocabulary {b.clean_accuracy:.0%}); clean − corrupt logit-diff gap {b.gap:+.3f}."
@@ -228,7 +276,21 @@ print(
     + f"; summed |DLA| correct-letter {total_correct:.2f} vs letter preference {total_letter:.2f}."
 )
 print(
+    "- attention from the answer position, correct / wrong letter: "
+    + ", ".join(f"{h} {att.of(h, 'correct_label'):.2f} / {att.of(h, 'wrong_label'):.2f}" for h in top_dla)
+    + "."
+)
+print(
+    f"- letter vs content: {len(reads_letter)} of the top {len(top_dla)} DLA heads take at least half of their"
+    f" (absolute) DLA from the correct option's letter token"
+    + (f" ({', '.join(map(str, reads_letter))})" if reads_letter else "")
+    + "; "
+    + ", ".join(
+        f"{h}: letter {split[h]['correct letter']:+.2f}, content {split[h]['correct content']:+.2f}" for h in top_dla
+    )
+    + "."
+)
+print(
     f"- largest exact patching effect among {len(shortlist)} shortlisted heads ({len(patch_data)} pairs): {top_exact} "
-    f"({exact_of[top_exact]:+.3f} logits); attention of the top DLA head {top_dla[0]} to the correct letter "
-    f"{att.of(top_dla[0], 'correct_label'):.2f}, to the wrong letter {att.of(top_dla[0], 'wrong_label'):.2f}."
+    f"({exact_of[top_exact]:+.3f} logits, DLA {float(correct_part[top_exact.layer, top_exact.head]):+.3f})."
 )
