@@ -28,6 +28,7 @@ from circuits.repair import (
 )
 from tasks import TASKS, PromptPairDataset, get_task
 from tasks.tokenizer import TextTokenizer
+from tests.conftest import TinyFactory, random_dataset
 
 N = 64
 
@@ -145,3 +146,32 @@ def test_label_free_recipe_refuses_a_task_without_structure(smollm2_tokenizer: T
     ioi = get_task("ioi").dataset(smollm2_tokenizer, 4, seed=0)
     with pytest.raises(HeadgraphError, match="label-free recipe"):
         repair(planted.model, ioi, mcqa, select=mcqa, config=RepairConfig(recipe=Recipe.PARSED), progress=False)
+
+
+def test_a_second_recipe_reuses_the_sweeps(planted: Planted, result: RepairResult) -> None:
+    """Passing an earlier run's sweeps gives the same circuits and heads without patching again."""
+    t = planted.task
+    again = repair(
+        broken_copy(planted),
+        t.dataset(N, seed=0),
+        t.dataset(N, seed=2),
+        select=t.dataset(N, seed=1),
+        source_model=planted.model,
+        config=RepairConfig(fraction=0.16, controls=5, recipe=Recipe.PARSED),
+        scores=(result.source_scores, result.target_scores),
+        progress=False,
+    )
+    assert again.overlap == result.overlap and again.chosen == result.chosen
+    assert again.after.metric == result.after.metric
+    assert again.timings["circuits"] < result.timings["circuits"]
+
+
+def test_sweeps_of_another_shape_are_refused(planted: Planted, tiny_model: TinyFactory) -> None:
+    from circuits.discovery import ActivationPatching
+    from tasks.metrics import LogitDiff
+
+    other = ActivationPatching(heads=("L0H0",))(tiny_model(n_layers=5), random_dataset(n=2), LogitDiff(), progress=False)
+    t = planted.task
+    with pytest.raises(HeadgraphError, match="not of a"):
+        repair(planted.model, t.dataset(4, seed=0), t.dataset(4, seed=2), select=t.dataset(4, seed=1),
+               scores=(other, other), progress=False)  # fmt: skip

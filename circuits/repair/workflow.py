@@ -377,6 +377,7 @@ def repair(
     config: RepairConfig | None = None,
     source_model: HookedTransformer | None = None,
     metric: Metric | None = None,
+    scores: tuple[Scores, Scores] | None = None,
     progress: bool = True,
 ) -> RepairResult:
     """Find misdirected reused heads, choose an attention edit, and measure it (module docstring).
@@ -391,6 +392,9 @@ def repair(
         source_model: the model the source circuit is measured on (default: ``model``); the planted
             check passes the intact model here and a broken copy as ``model``.
         metric: per-example metric (default: logit difference).
+        scores: the two patching sweeps of step 1 (source, target selection prompts) of an earlier
+            run on the same prompts (``RepairResult.source_scores``/``target_scores``), to try
+            another recipe without patching again; they must be of this model's shape.
         progress: show progress bars.
 
     Raises:
@@ -419,8 +423,14 @@ def repair(
         timings[stage] = now - clock[0]
         clock[0] = now
 
-    src_scores = _circuit_scores(src_model, source, metric, config, progress)
-    tgt_scores = _circuit_scores(model, select, metric, config, progress)
+    if scores is None:
+        src_scores = _circuit_scores(src_model, source, metric, config, progress)
+        tgt_scores = _circuit_scores(model, select, metric, config, progress)
+    else:
+        src_scores, tgt_scores = scores
+        shape = (model.cfg.n_layers, model.cfg.n_heads)
+        if any((s.graph.n_layers, s.graph.n_heads) != shape for s in scores):
+            raise HeadgraphError(f"the given patching sweeps are not of a {shape[0]}×{shape[1]} model")
     overlap = task_overlap([src_scores], [tgt_scores], config.fraction)
     lap("circuits")
     pool = overlap.a if config.candidates is Candidates.SOURCE else overlap.shared
