@@ -14,33 +14,44 @@
 # ---
 
 # %% [markdown]
-# # 02 · Circuit reuse: IOI vs Colored Objects, and the repair
+# # 02 · Circuit reuse: IOI vs Colored Objects, and the repair, with and without the label
 #
 # Merullo, Eickhoff & Pavlick (2023, arXiv 2310.08744) found that GPT-2 medium's circuit for
 # *Colored Objects* ("On the table, I see a red pen, a blue mug and a green key. What colour is the
 # mug?") reuses much of its IOI circuit, that the IOI inhibition heads attend to every colour
-# instead of the wrong ones, and that forcing them onto the wrong colours repairs the task. This
-# notebook runs the repair workflow (`circuits/repair/`, the same code as `headgraph repair`) on
-# SmolLM2-135M-Instruct and takes its result apart:
+# instead of the wrong ones, and that forcing them onto the wrong colours repairs the task (49.6% →
+# 93.7%). This notebook runs the repair workflow (`circuits/repair/`, the same code as `headgraph
+# repair`) on **Qwen2.5-Coder-0.5B-Instruct**, a model that does the task imperfectly (62–73% in
+# the task report: a third of its answers are errors to repair), and takes the result apart:
 #
-# 1. the two **circuits** (exact activation patching of every head at the answer position) and their
+# 1. the two **circuits** (exact activation patching at the answer position of a shortlist of heads
+#    ranked by attribution patching: exact patching of all 336 heads is slow on a CPU) and their
 #    **overlap** (Jaccard of the top-5% circuits; the overlap curve over thresholds, Merullo's picture);
 # 2. the **misdirected heads**: IOI circuit heads that attend to the wrong answer on IOI and lose that
 #    attention on Colored Objects;
-# 3. the **repair**: the edit chosen on selection prompts, then before / after / random-head control
-#    on held-out prompts, and the collateral change on other tasks;
-# 4. what the edit is: an **oracle** (it is told which colours are wrong), checked here by the same
-#    heads forced onto all colours and onto the answer.
+# 3. Merullo's **oracle repair**: the edit chosen on selection prompts (force those heads onto the
+#    wrong colours), then before / after / random-head control on held-out prompts, and the
+#    collateral change on other tasks; and what the edit is: an oracle (it is told which colours are
+#    wrong), checked by the same heads forced onto all colours and onto the answer;
+# 4. a **label-free repair** (`--recipe parsed`): IOI heads that attend to the *answer* (the movers)
+#    are forced onto the position where the answer must be, found from the prompt's structure alone
+#    (the colour listed before the object the question names); nothing but the prompt is read at
+#    test time. Before / after on all held-out prompts and on the model's errors alone, with the
+#    random-head control and the collateral.
 #
-# Sizes come from environment variables so CI can run it small: `HEADGRAPH_NB_PAIRS` (prompt pairs
-# per task and split; default 64, the stored run's) and `HEADGRAPH_NB_CONTROLS` (random-head control
-# draws; default 10). With the defaults the notebook repeats the stored run (`docs/repair/repair.md`,
-# `headgraph repair --n 64`: same prompts, seeds and settings), whose numbers the Finding quotes; the
-# printed Finding is this run's.
+# Sizes come from environment variables so CI can run it small: `HEADGRAPH_NB_MODEL` (default
+# `qwen2.5-coder-0.5b`), `HEADGRAPH_NB_DTYPE` (default `bfloat16`), `HEADGRAPH_NB_PAIRS` (prompt
+# pairs per task and split; default 64), `HEADGRAPH_NB_SHORTLIST` (heads patched exactly; default
+# 48) and `HEADGRAPH_NB_CONTROLS` (random-head control draws; default 10). With the defaults the
+# notebook repeats `headgraph repair --model qwen2.5-coder-0.5b --dtype bfloat16 --n 64 --shortlist
+# 48` with `--recipe oracle` and `--recipe parsed` (docs/repair/qwen2.5-coder-0.5b/); the printed
+# Finding is this run's.
 
 # %%
 import collections
+import dataclasses
 import io
+import math
 import os
 import time
 
@@ -59,6 +70,7 @@ from circuits.plot import draw_head_matrix
 from circuits.repair import (
     EditKind,
     HeadEdit,
+    Recipe,
     RepairConfig,
     Role,
     evaluate_edits,
@@ -69,7 +81,10 @@ from circuits.repair import (
 )
 from tasks import get_task
 
+MODEL = os.environ.get("HEADGRAPH_NB_MODEL", "qwen2.5-coder-0.5b")
+DTYPE = os.environ.get("HEADGRAPH_NB_DTYPE", "bfloat16")
 PAIRS = int(os.environ.get("HEADGRAPH_NB_PAIRS", "64"))
+SHORTLIST = int(os.environ.get("HEADGRAPH_NB_SHORTLIST", "48"))
 CONTROLS = int(os.environ.get("HEADGRAPH_NB_CONTROLS", "10"))
 SOURCE, TARGET = "ioi", "colored-objects"
 COLLATERAL = ("ioi", "arithmetic", "mcqa")  # the CLI's default collateral tasks
@@ -84,15 +99,16 @@ def show(fig: Figure, dpi: int = 72) -> None:
 
 
 start = time.perf_counter()
-model = load_model("smollm2-135m", progress=False)
+model = load_model(MODEL, dtype=DTYPE, progress=False)
 tok = text_tokenizer(model)
 # the splits of `headgraph repair --n PAIRS --seed 0`: source and held-out target seed 0, selection seed 1
 source = get_task(SOURCE).dataset(tok, PAIRS, seed=0)
 target = get_task(TARGET).dataset(tok, PAIRS, seed=0)
 select = get_task(TARGET).dataset(tok, PAIRS, seed=1)
 side = {name: get_task(name).dataset(tok, PAIRS, seed=0) for name in COLLATERAL}
-config = RepairConfig(controls=CONTROLS)
-print(f"{PAIRS} pairs per task and split; {CONTROLS} control draws; {config}")
+config = RepairConfig(controls=CONTROLS, shortlist=SHORTLIST)
+n_heads = model.cfg.n_layers * model.cfg.n_heads
+print(f"{MODEL} in {DTYPE} ({n_heads} heads); {PAIRS} pairs per task and split; {CONTROLS} control draws; {config}")
 for d in (source, target):
     print(f"{d.task}: {d.pairs[0].clean!r} → {d.pairs[0].answers[0]!r}")
 
@@ -101,18 +117,31 @@ for d in (source, target):
 #
 # One call does all of it (module docstring of `circuits.repair.workflow`); the result keeps both
 # patching sweeps, the candidate heads, every edit tried and the held-out outcomes, which the
-# sections below draw. The two all-head patching sweeps take most of the time.
+# sections below draw. The two patching sweeps take most of the time; the label-free recipe reuses
+# them (`scores=`).
 
 # %%
 result = repair(model, source, target, select=select, collateral=side, config=config, progress=False)
-print(f"{result.seconds:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()))
+print(f"oracle {result.seconds:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items()))
+parsed = repair(
+    model,
+    source,
+    target,
+    select=select,
+    collateral=side,
+    config=dataclasses.replace(config, recipe=Recipe.PARSED),
+    scores=(result.source_scores, result.target_scores),
+    progress=False,
+)
+print(f"label-free {parsed.seconds:.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in parsed.timings.items()))
 
 # %% [markdown]
 # ## 2. The two circuits and their overlap
 #
 # Each head's effect when its output at the answer position is replaced by its value on the corrupt
 # prompt (logit difference answer − competing answer; normalized by each task's clean − corrupt
-# gap). A task's circuit is its top 5% of heads (14 of 270) by |effect|.
+# gap). A task's circuit is its top 5% of heads by |effect|; heads outside the shortlist are not
+# patched (blank).
 
 # %%
 o = result.overlap
@@ -148,8 +177,9 @@ print(
 # `k`-subsets of `N` heads, ≈ `k²/N / (2k − k²/N)`).
 
 # %%
-curve = overlap_curve([result.source_scores], [result.target_scores], CURVE)
-n_heads = model.cfg.n_layers * model.cfg.n_heads
+# beyond the shortlist's size the circuits would be the shortlists themselves: stop the curve there
+curve_at = [f for f in CURVE if not SHORTLIST or math.ceil(f * n_heads) <= SHORTLIST]
+curve = overlap_curve([result.source_scores], [result.target_scores], curve_at)
 
 
 def chance_jaccard(k: int, n: int) -> float:
@@ -168,12 +198,12 @@ random_jaccard = [chance_jaccard(c.per_stage, n_heads) for c in curve]
 ax.plot(pct, random_jaccard, "--", color="grey", label="Jaccard, random circuits")
 ax.set_xscale("log")
 ax.set_xticks(pct, [f"{p:g}%" for p in pct])
-ax.set_xlabel("circuit size (share of the 270 heads, top by |effect|)")
+ax.set_xlabel(f"circuit size (share of the {n_heads} heads, top by |effect|)")
 ax.set_ylabel("overlap")
 ax.set_ylim(0, 1)
 ax.grid(True, alpha=0.3)
 ax.legend(fontsize=8)
-ax.set_title(f"{SOURCE} vs {TARGET} circuits of SmolLM2-135M ({PAIRS} pairs each)", fontsize=10)
+ax.set_title(f"{SOURCE} vs {TARGET} circuits of {MODEL} ({PAIRS} pairs each)", fontsize=10)
 show(fig)
 for c in curve:
     print(
@@ -231,7 +261,7 @@ for ax, d in zip(fig.subplots(1, 2, width_ratios=[1, 1.6]), (source, target), st
 show(fig)
 
 # %% [markdown]
-# ## 4. The repair: before, after, random-head control, collateral
+# ## 4. Merullo's repair (oracle): before, after, random-head control, collateral
 #
 # Every edit tried on the selection prompts, then the chosen one on the held-out prompts. The
 # control applies the same edit to random other heads of the same layers. Collateral: other tasks'
@@ -279,55 +309,81 @@ for w, ts in (("before", top_before), ("after", top_after)):
     print(f"top token {w}: " + ", ".join(f"{t!r} {c}" for t, c in cnt.most_common(6)))
 
 # %% [markdown]
+# ## 6. The label-free repair
+#
+# The candidates are again the IOI circuit's heads, now judged by their attention onto the
+# **answer** on IOI (the indirect object: what name movers copy) against their attention onto the
+# **parsed** answer position on Colored Objects (the colour listed before the object the question
+# names, found from the prompt's tokens; `circuits.repair.roles.parse_queried_color`, checked equal
+# to the label on every generated prompt by the tests but never reading it). The edit forces the top
+# 1…4 of them onto that position (or scales their attention there ×4); the selection prompts choose.
+# The errors rows are the held-out prompts whose best listed colour was wrong before the edit.
+
+# %%
+heads_p = sorted(parsed.heads, key=lambda h: (not h.eligible, -h.misdirection))
+for h in heads_p[:8]:
+    print(
+        f"{h.head}{' shared' if h.shared else '       '}  answer attention on {SOURCE} {h.source[Role.ANSWER]:.2f},"
+        f" parsed-answer attention on {TARGET} {h.target[Role.PARSED]:.2f}; misdirection {h.misdirection:+.2f}"
+        f"{' eligible' if h.eligible else ''}"
+    )
+for t in parsed.trials:
+    s_ = t.outcome
+    mark = "  ← chosen" if t.edit == parsed.chosen else ""
+    print(f"{t.edit.label:45s} logit diff {s_.metric:+.3f}, candidates {s_.candidate_accuracy:.1%}{mark}")
+display(Markdown(repair_markdown(parsed).split("**Candidate heads.**")[0]))
+
+# %%
+show(plot_repair(parsed))
+
+# %% [markdown]
 # ## Finding
 #
-# The cell below prints the numbers of whichever run produced this notebook. The stored full run
-# (`docs/repair/repair.md`, `headgraph repair --n 64`, 64 prompts per split) found: the two top-5%
-# circuits (14 heads each) share 9 (Jaccard 0.47); the chosen edit forces L20H0, L23H3, L19H2 and
-# L18H1 (the IOI heads that lose most of their attention on the wrong answer; only L19H2 is in both
-# circuits) onto the wrong colours; on 64 held-out prompts, accuracy among the three listed colours
-# rises from 32.8% (chance 33.3%) to 84.4%, while accuracy over the whole vocabulary stays 28.1%;
-# the same edit on random heads of the same layers gives 20.5% ± 5.7% (10 draws). The edit is an
-# oracle: it uses which colours are wrong. The same heads forced onto all three colours give 31.2%
-# (no better than before) and forced onto the answer 1.6%: they suppress what they attend to. So
-# the repair shows that these IOI heads act as suppressors on Colored Objects too, not a repair
-# that works without the label. A run with 24 pairs per split (not committed) chose the same four
-# heads and edit: 41.7% → 83.3% among the colours, whole vocabulary 33.3% → 29.2%, control
-# 30.8% ± 4.5%, all colours 45.8%.
+# The cell below prints the numbers of whichever run produced this notebook; the committed run uses
+# the defaults above, and the README's Repair section tabulates it next to Merullo et al.'s 49.6% →
+# 93.7%. The earlier run of this notebook on SmolLM2-135M (at chance on Colored Objects) found the
+# oracle edit lifting accuracy among the listed colours from 32.8% to 84.4% while accuracy over the
+# whole vocabulary stayed 28.1%: there, the repair showed a mechanism, not a usable fix.
 
 # %%
 ctrl_mean, ctrl_sd = result.control.mean_sd("candidate_accuracy")
 chance = 1 / 3  # Colored Objects lists three objects: three candidate colours
-ablate_ioi = next((c for c in result.collateral if c.task == "ioi" and c.form.kind is EditKind.ABLATE), None)
+seconds = time.perf_counter() - start
+print(f"Finding ({MODEL} {DTYPE}, {PAIRS} pairs per split, {CONTROLS} control draws, {seconds:.0f} s):")
 print(
-    f"Finding ({PAIRS} pairs per split, {CONTROLS} control draws, {time.perf_counter() - start:.0f} s;"
-    f" the stored 64-pair run: 32.8% → 84.4%, vocab 28.1% → 28.1%, control 20.5% ± 5.7%):"
+    f"- circuits (top {o.fraction:.0%} = {o.per_stage} heads, patching at the answer position among"
+    f" {SHORTLIST or n_heads} shortlisted): {SOURCE} and {TARGET} share {len(o.shared)} (Jaccard"
+    f" {o.jaccard:.2f}; two random circuits: {chance_jaccard(o.per_stage, n_heads):.2f});"
+    f" {o.a_in_b:.0%} of the {SOURCE} circuit is reused."
 )
 print(
-    f"- circuits (top {o.fraction:.0%} = {o.per_stage} heads, patching at the answer position): {SOURCE} and"
-    f" {TARGET} share {len(o.shared)} (Jaccard {o.jaccard:.2f}; two random circuits:"
-    f" {chance_jaccard(o.per_stage, n_heads):.2f});"
-    f" at the top 20%: Jaccard {curve[CURVE.index(0.20)].jaccard:.2f}."
-)
-print(
-    "- most misdirected IOI heads (wrong-answer attention IOI → Colored Objects): "
+    "- oracle (Merullo): most misdirected IOI heads (wrong-answer attention IOI → Colored Objects): "
     + ", ".join(f"{h.head} {h.source[Role.WRONG]:.2f} → {h.target[Role.WRONG]:.2f}" for h in result.ranked[:4])
     + f"; chosen edit: {result.chosen.label}."
 )
 print(
-    f"- {TARGET}, {len(target)} held-out prompts, accuracy among the listed colours: before"
-    f" {result.before.candidate_accuracy:.1%} (chance {chance:.1%}), after {result.after.candidate_accuracy:.1%},"
-    f" random-head control {ctrl_mean:.1%} ± {ctrl_sd:.1%} ({CONTROLS} draws); over the whole vocabulary"
-    f" {result.before.accuracy:.1%} → {result.after.accuracy:.1%}; logit diff {result.before.metric:+.2f} →"
-    f" {result.after.metric:+.2f}."
+    f"- oracle, {TARGET}, {len(target)} held-out prompts: accuracy among the listed colours"
+    f" {result.before.candidate_accuracy:.1%} → {result.after.candidate_accuracy:.1%} (chance {chance:.1%}),"
+    f" random-head control {ctrl_mean:.1%} ± {ctrl_sd:.1%}; whole vocabulary {result.before.accuracy:.1%} →"
+    f" {result.after.accuracy:.1%}. Same heads forced onto all listed colours {all_colours.candidate_accuracy:.1%},"
+    f" onto the answer {on_answer.candidate_accuracy:.1%}."
 )
+pc_mean, pc_sd = parsed.control.mean_sd("candidate_accuracy")
 print(
-    f"- the edit is an oracle (told the wrong colours): the same heads forced onto all listed colours give"
-    f" {all_colours.candidate_accuracy:.1%}, onto the answer {on_answer.candidate_accuracy:.1%}."
-    + (
-        f" Collateral: mean-ablating them takes IOI's logit diff {ablate_ioi.before.metric:+.2f} →"
-        f" {ablate_ioi.after.metric:+.2f}."
-        if ablate_ioi
-        else ""
-    )
+    f"- label-free: chosen edit {parsed.chosen.label}; accuracy among the listed colours"
+    f" {parsed.before.candidate_accuracy:.1%} → {parsed.after.candidate_accuracy:.1%} (control {pc_mean:.1%} ±"
+    f" {pc_sd:.1%}); whole vocabulary {parsed.before.accuracy:.1%} → {parsed.after.accuracy:.1%}."
 )
+if parsed.errors is not None:
+    e = parsed.errors
+    em, es = e.control.mean_sd("candidate_accuracy")
+    print(
+        f"- label-free, on the {len(e.indices)} errors: accuracy among the listed colours"
+        f" {e.before.candidate_accuracy:.1%} → {e.after.candidate_accuracy:.1%} (control {em:.1%} ± {es:.1%});"
+        f" whole vocabulary {e.before.accuracy:.1%} → {e.after.accuracy:.1%}."
+    )
+for c in parsed.collateral:
+    print(
+        f"- label-free collateral, {c.task} ({c.form.label}): logit diff {c.before.metric:+.2f} →"
+        f" {c.after.metric:+.2f}, accuracy {c.before.accuracy:.1%} → {c.after.accuracy:.1%}."
+    )
