@@ -27,6 +27,8 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["--source", "ioi", "--target", "ioi"], "--source and --target must be different tasks"),
         (["--n", "0"], "--n must be a positive number of prompt pairs"),
         (["--candidates", "all"], "--candidates must be one of source, shared, got 'all'"),
+        (["--recipe", "magic"], "--recipe must be one of oracle, parsed, got 'magic'"),
+        (["--shortlist", "-3"], "shortlist must be a non-negative number of heads, got -3"),
         (["--fraction", "2"], "fraction must be in (0, 1]"),
         (["--max-heads", "0"], "max_heads must be a positive integer"),
         (["--controls", "-1"], "controls must be a positive integer"),
