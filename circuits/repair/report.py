@@ -10,6 +10,7 @@ difference.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,16 @@ def _control_row(label: str, control: Control) -> str:
     )
 
 
+def _effect(x: float) -> str:
+    """A patching effect; ``—`` for a head outside the shortlist (not patched).
+
+    Examples:
+        >>> _effect(-0.25), _effect(float("nan"))
+        ('-0.250', '—')
+    """
+    return "—" if math.isnan(x) else f"{x:+.3f}"
+
+
 def _att(a: dict[Role, float] | Any) -> str:
     return f"{a[Role.ANSWER]:.2f} / {a[Role.WRONG]:.2f} / {a[Role.CANDIDATES]:.2f}"
 
@@ -108,6 +119,11 @@ _RECIPE_TEXT = {
     Recipe.PARSED: "**label-free** (heads that attend to the answer on the source, forced onto the target's answer"
     " position parsed from the prompt's structure; no label is read at test time)",
 }
+
+
+def _shortlist(r: RepairResult) -> str:
+    n = r.config.shortlist
+    return f" among {n} heads shortlisted by attribution patching (—: not patched)" if n else ""
 
 
 def repair_markdown(r: RepairResult, command: str = "") -> str:
@@ -157,7 +173,7 @@ def repair_markdown(r: RepairResult, command: str = "") -> str:
     lines += [
         "",
         f"**Candidate heads.** Circuits: top {o.per_stage} heads ({o.fraction:.0%}) by |Δ logit diff| when patched at"
-        f" the answer position; source {len(o.a)}, target {len(o.b)}, shared {len(o.shared)} (Jaccard"
+        f" the answer position{_shortlist(r)}; source {len(o.a)}, target {len(o.b)}, shared {len(o.shared)} (Jaccard"
         f" {o.jaccard:.2f}). Candidates: {r.config.candidates.value} circuit heads. Attention: answer / wrong /"
         f" all candidates; eligible: ≥ {r.config.min_source_attention:.0%} on the {src.value} tokens on the source;"
         f" misdirection: attention on the {src.value} tokens on the source − on the {tgt.value} tokens on the target.",
@@ -167,7 +183,7 @@ def repair_markdown(r: RepairResult, command: str = "") -> str:
     ]
     for hr in sorted(r.heads, key=lambda x: (not x.eligible, -x.misdirection)):
         lines.append(
-            f"| {hr.head} | {'yes' if hr.shared else ''} | {hr.source_effect:+.3f} | {hr.target_effect:+.3f} |"
+            f"| {hr.head} | {'yes' if hr.shared else ''} | {_effect(hr.source_effect)} | {_effect(hr.target_effect)} |"
             f" {_att(hr.source)} | {_att(hr.target)} | {hr.misdirection:+.2f} | {'yes' if hr.eligible else ''} |"
         )
     lines += ["", "**Edits tried** (selection prompts):", "",
