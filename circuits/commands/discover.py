@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, format_table, parse_settings, prepare_output_dir
+from circuits.commands.common import add_dtype_option, format_table, model_device, parse_settings, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 OUTPUTS = ("circuit.json", "circuit.png")
@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
     repeats = task.check_distinct(args.n, seed=args.seed)  # --n beyond the task's distinct pairs fails here
     out = prepare_output_dir(args.out, OUTPUTS)  # before the work, not after it
+    device = model_device(args)  # --device cuda without CUDA fails before the model loads
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=progress)
+    model = load_model(args.model, device=device, dtype=args.dtype, progress=progress)
     print(f"loaded in {getattr(model, 'headgraph_load_seconds', float('nan')):.1f} s", flush=True)
     same = f" ({repeats} repeat an earlier pair)" if repeats else ""
     print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
