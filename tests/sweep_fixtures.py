@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -54,14 +58,34 @@ def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """End a process group this test started (by its id), then reap the leader."""
-    try:
+def session_processes(sid: int) -> list[tuple[int, str, float]]:
+    """``(pid, command line, CPU seconds)`` of every process of session ``sid`` (a node's Ray worker
+    processes sit in process groups of their own, but in the session of the `ray start` that began it)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat[3]) == sid:
+            found.append((int(entry.name), cmd, (int(stat[11]) + int(stat[12])) / tick))
+    return found
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """End the session this test started with ``proc`` (by ids): ask, wait up to 10 s, then kill what is left."""
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    for pid, _, _ in session_processes(proc.pid):
         with suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=20)
 
 
@@ -80,40 +104,71 @@ def _leftovers(temp_dir: Path) -> list[int]:
 
 
 class Cluster:
-    """A Ray cluster of two nodes on this machine, each `ray start --block` in its own process group."""
+    """A Ray cluster of two nodes on this machine, each `ray start --block` in a session of its own."""
 
     def __init__(self, temp_dir: Path, cpus_per_node: int = 1) -> None:
         self.temp_dir = temp_dir
-        self.address = f"127.0.0.1:{_free_port()}"
+        # Ray's own folder: short, since its socket paths must fit in 107 bytes
+        self.ray_dir = Path(tempfile.mkdtemp(prefix="hgray-", dir="/tmp"))
+        self.port = _free_port()
+        self.address = ""
         self.logs = temp_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        common = ["--block", f"--num-cpus={cpus_per_node}", "--object-store-memory=100000000",
-                  "--node-ip-address=127.0.0.1", "--disable-usage-stats"]  # fmt: skip
+        # a token of this cluster's own (Ray's token authentication), handed to every process that joins it
+        self.env = os.environ | {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "OMP_NUM_THREADS": "1",
+        }
+        common = ["--block", f"--num-cpus={cpus_per_node}", "--object-store-memory=100000000", "--disable-usage-stats"]
+        self.worker: subprocess.Popen[bytes] | None = None
         self.head = self._start(
             "head",
-            [
-                "--head",
-                f"--port={self.address.split(':')[1]}",
-                "--include-dashboard=false",
-                f"--temp-dir={temp_dir / 'ray'}",
-                *common,
-            ],  # fmt: skip
-        )
-        self._wait_nodes(1)
-        self.worker = self._start("worker", [f"--address={self.address}", *common])
-        self._wait_nodes(2)
+            ["--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.ray_dir}",
+             f"--dashboard-agent-listen-port={_free_port()}", *common],
+        )  # fmt: skip
+        try:
+            self.address = self._head_address()
+            self._wait_nodes(1)
+            self.worker = self._start(
+                "worker", [f"--address={self.address}", f"--dashboard-agent-listen-port={_free_port()}", *common]
+            )
+            self._wait_nodes(2)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _head_address(self, timeout: float = 120.0) -> str:
+        """The address the head node listens on (the machine's IP, which Ray picks), from its log."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = re.search(r"ray start --address='([^']+)'", (self.logs / "head.log").read_text())
+            if found:
+                return found.group(1)
+            if self.head.poll() is not None:
+                raise RuntimeError(f"ray start --head ended: {(self.logs / 'head.log').read_text()[-2000:]}")
+            time.sleep(1)
+        raise RuntimeError(f"the Ray head did not start in {timeout:.0f} s")
 
     def _start(self, name: str, words: list[str]) -> subprocess.Popen[bytes]:
-        env = os.environ | {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
         with (self.logs / f"{name}.log").open("wb") as log:
             return subprocess.Popen(
-                [_ray_bin(), "start", *words], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                [_ray_bin(), "start", *words],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
 
     def alive_nodes(self) -> int:
         """Nodes the cluster reports alive (`ray status`)."""
         done = subprocess.run(
-            [_ray_bin(), "status", f"--address={self.address}"], capture_output=True, text=True, timeout=60
+            [_ray_bin(), "status", f"--address={self.address}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.env,
         )
         active = done.stdout.split("Active:")[-1].split("Pending:")[0] if "Active:" in done.stdout else ""
         return active.count("node_")
@@ -137,12 +192,14 @@ class Cluster:
     def stop(self) -> list[int]:
         """Stop both nodes; return the ids of processes of this cluster still running (then killed)."""
         for proc in (self.worker, self.head):
-            _kill_group(proc)
+            if proc is not None:
+                _kill_session(proc)
         time.sleep(1)
-        left = _leftovers(self.temp_dir)
+        left = _leftovers(self.ray_dir)
         for pid in left:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.ray_dir, ignore_errors=True)
         return left
 
 

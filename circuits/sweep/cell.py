@@ -49,7 +49,8 @@ def load_sweep_model(name: str, device: str, dtype: str, progress: bool = False)
         from circuits.groundtruth.planted import PLANTED
 
         planted = PLANTED[name[len(PLANTED_PREFIX) :]]()
-        planted.model.to(device)
+        if str(planted.model.cfg.device) != device:
+            planted.model.to(device, print_details=False)
         return LoadedModel(planted.model, planted)
     from circuits.model import load_model
 

@@ -5,7 +5,7 @@
 Columns (:data:`COLUMNS`): what names the cell (model, task, method, label, settings as JSON, seed,
 n), its status and error, the baseline (metric, clean, corrupt, gap, accuracies), the top-k items,
 the ROC AUCs against the spec's ground truth, faithfulness CPR/CMD and curve (when asked), the
-method's and the cell's seconds, the worker's peak memory, host and process. A column a cell
+method's and the cell's seconds, the worker's peak memory, host, process and Ray node. A column a cell
 does not have is null.
 """
 
@@ -34,7 +34,8 @@ COLUMNS: dict[str, str] = {
     "top_k": "list<string>", "truth": "string", "node_auc": "float64", "edge_auc": "float64",
     "cpr": "float64", "cmd": "float64", "curve_x": "list<float64>", "curve_y": "list<float64>",
     "method_seconds": "float64", "wall_seconds": "float64", "peak_memory_mb": "float64",
-    "device": "string", "dtype": "string", "host": "string", "pid": "int64", "warnings": "list<string>",
+    "device": "string", "dtype": "string", "host": "string", "pid": "int64", "ray_node": "string",
+    "warnings": "list<string>",
 }  # fmt: skip
 """Column name → Arrow type of the results table."""
 

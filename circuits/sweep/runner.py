@@ -90,8 +90,13 @@ def _record(out: Path, cell: Cell, spec: SweepSpec, result: CellOutput) -> None:
 
 
 def _ray_cell(cell: Cell, spec: SweepSpec) -> CellOutput:
-    """The body of a cell's Ray task (module level, so workers import it by name)."""
-    return run_cell(cell, spec)
+    """The body of a cell's Ray task (module level, so workers import it by name); the row also
+    names the Ray node that ran it."""
+    import ray
+
+    result = run_cell(cell, spec)
+    result.row["ray_node"] = ray.get_runtime_context().get_node_id()[:12]
+    return result
 
 
 def start_local_ray(num_cpus: float, num_gpus: float = 0.0) -> None:

@@ -26,7 +26,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import ActivationPatching, Components
-from circuits.discovery.base import method_params
+from circuits.discovery.base import DiscoveryMethod, method_params
 from circuits.discovery.edge_patching import EdgePatching
 from circuits.errors import HeadgraphError
 from circuits.model import OFFLINE_MODELS, graph_of
@@ -42,7 +42,7 @@ BASELINE_RTOL = 1e-9
 Sharded = ActivationPatching | EdgePatching
 
 
-def shard_methods(method: Sharded, graph_heads: list[str], n_edges: int, shards: int) -> list[Sharded]:
+def shard_methods(method: DiscoveryMethod, graph_heads: list[str], n_edges: int, shards: int) -> list[Sharded]:
     """``method`` split into at most ``shards`` methods, each scoring a contiguous part of the items.
 
     Examples:
@@ -67,7 +67,7 @@ def shard_methods(method: Sharded, graph_heads: list[str], n_edges: int, shards:
                          "edge-patching")  # fmt: skip
 
 
-def merge_shards(parts: list[Scores], method: Sharded, seconds: float = math.nan) -> Scores:
+def merge_shards(parts: list[Scores], method: DiscoveryMethod, seconds: float = math.nan) -> Scores:
     """One :class:`Scores` from shards that each scored a disjoint part of the items.
 
     Raises:
@@ -108,7 +108,7 @@ def _shard_task(
 
         model = load_model(source, device=device, dtype=dtype, progress=False)
     else:
-        model = source.to(device)
+        model = source if str(source.cfg.device) == device else source.to(device, print_details=False)
     scores = m(model, data.to(device), metric, progress=False)
     return dataclasses.replace(scores, values=scores.values.cpu())
 
@@ -125,7 +125,7 @@ class ShardedMethod:
         in_process: run the shards one after another here (no Ray; the merge is the same).
     """
 
-    inner: Sharded
+    inner: DiscoveryMethod
     shards: int = 2
     address: str | None = None
     num_cpus: float = 1.0
@@ -134,6 +134,8 @@ class ShardedMethod:
     def __post_init__(self) -> None:
         if not isinstance(self.inner, ActivationPatching | EdgePatching):
             shard_methods(self.inner, [], 0, 1)  # raises the one-line error
+        if isinstance(self.inner, ActivationPatching) and self.inner.components is not Components.HEADS:
+            shard_methods(self.inner, [], 0, 1)
         if self.shards <= 0 or self.num_cpus <= 0:
             raise HeadgraphError(f"shards and num_cpus must be positive, got {self.shards}, {self.num_cpus}")
 
