@@ -84,7 +84,7 @@ def _busy_worker(cluster: Cluster, cpu_seconds: float) -> int | None:
     """A Ray worker process of the second node that has used ``cpu_seconds`` of CPU (it runs a cell)."""
     assert cluster.worker is not None
     for pid, cmd, cpu in session_processes(cluster.worker.pid):
-        if "default_worker" in cmd and cpu >= cpu_seconds:
+        if ("default_worker" in cmd or cmd.startswith("ray::")) and cpu >= cpu_seconds:  # Ray retitles its workers
             return pid
     return None
 

@@ -22,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
 
     task = TASKS[args.task]()  # fail fast on names before the model loads
     method = build_method(args.method, parse_settings(args.set))
+    if args.shards > 1:  # exact patching split across Ray workers (circuits.sweep.shard)
+        from circuits.sweep.shard import ShardedMethod
+
+        method = ShardedMethod(method, shards=args.shards, address=args.address)  # type: ignore[assignment]
+    elif args.shards <= 0:
+        raise HeadgraphError(f"--shards must be positive, got {args.shards}")
     if args.n <= 0:
         raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
     if args.top_k <= 0:
@@ -58,6 +64,15 @@ def register(sub: Any) -> None:
     d.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     d.add_argument("--top-k", type=int, default=10, help="components kept in the circuit (default: 10)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting")
+    d.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split exact patching (activation-patching of heads, edge-patching) into this many Ray tasks "
+        "(default: 1, no Ray; needs headgraph[sweep])",
+    )
+    d.add_argument("--address", default=None, help="with --shards: a Ray cluster to join (default: RAY_ADDRESS, else "
+                   "a local Ray)")  # fmt: skip
     d.add_argument("--out", default="out", help="folder for circuit.json and circuit.png")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--strict", action="store_true", help="fail on a degenerate baseline instead of warning")
