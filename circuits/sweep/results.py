@@ -40,12 +40,17 @@ COLUMNS: dict[str, str] = {
 """Column name → Arrow type of the results table."""
 
 
+FILE_MODE = 0o644
+"""Mode of the files written (a temporary file is created 0600)."""
+
+
 def write_json_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -87,6 +92,7 @@ def write_table(out: Path, cells: Sequence[Cell]) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, out / TABLE)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

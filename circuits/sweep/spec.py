@@ -24,7 +24,7 @@
     [[methods]]
     name = "eap-ig"
     label = "eap-ig-5"
-    settings = { steps = 5 }
+    settings = { ig_steps = 5 }
 
 A ``planted:NAME`` model (:data:`circuits.groundtruth.PLANTED`) pairs only with the task ``own`` (its
 own token-level task); any other model pairs with every registered task of the ``tasks`` list
