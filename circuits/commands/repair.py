@@ -63,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ...", flush=True)
     model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=progress)
     tok = text_tokenizer(model)
-    source = get_task(args.source).dataset(tok, args.n, seed=args.seed)
-    target = get_task(args.target).dataset(tok, args.n, seed=args.seed)
-    select = get_task(args.target).dataset(tok, args.n, seed=args.seed + 1)
-    side = {name: get_task(name).dataset(tok, args.n, seed=args.seed) for name in collateral}
+    dev = model.cfg.device or "cpu"  # the pairs follow the model's device
+    source = get_task(args.source).dataset(tok, args.n, seed=args.seed).to(dev)
+    target = get_task(args.target).dataset(tok, args.n, seed=args.seed).to(dev)
+    select = get_task(args.target).dataset(tok, args.n, seed=args.seed + 1).to(dev)
+    side = {name: get_task(name).dataset(tok, args.n, seed=args.seed).to(dev) for name in collateral}
     result = repair(model, source, target, select=select, collateral=side, config=config, progress=progress)
     command = _command(args)
     md = repair_markdown(result, command)
