@@ -161,3 +161,26 @@ def test_cli_sweep_in_process_report_and_query(tmp_path: Path, capsys: pytest.Ca
     assert main(["sweep", "report", str(tmp_path / "none")]) == 2
     row = json.loads(next((out / "cells").glob("*/row.json")).read_text())
     assert row["status"] == "ok" and row["fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sweep", "a.toml", "b.toml"], "expected one spec file"),
+        (["sweep", "missing.toml"], "no such sweep specification"),
+        (["sweep", "report"], "sweep report expects one output folder"),
+        (["sweep", "query", "out"], "expects an output folder and one SQL query"),
+    ],
+)
+def test_cli_sweep_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("headgraph: error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_sweep_refuses_zero_workers_before_reading_the_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", str(write_spec(tmp_path)), "--workers", "0", "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert "--workers must be positive" in captured.err and captured.out == ""

@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from circuits.sweep.runner import run_sweep
     from circuits.sweep.spec import load_spec
 
+    if args.workers <= 0:
+        raise HeadgraphError(f"--workers must be positive, got {args.workers}")
     spec = load_spec(words[0])
     out = prepare_output_dir(args.out, ("results.parquet",))
     cells = spec.cells()
