@@ -184,3 +184,19 @@ def test_cli_sweep_refuses_zero_workers_before_reading_the_spec(
     assert main(["sweep", str(write_spec(tmp_path)), "--workers", "0", "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert "--workers must be positive" in captured.err and captured.out == ""
+
+
+def test_an_edge_level_cell_has_an_edge_auc_and_a_readable_head_graph(tmp_path: Path) -> None:
+    from circuits.headgraph import HeadGraph
+
+    text = SPEC_4.replace('name = "attribution-patching"', 'name = "edge-patching"').replace(
+        "seeds = [0, 1]", "seeds = [0]"
+    )
+    spec = load_spec(write_spec(tmp_path, text))
+    summary = run_sweep(spec, tmp_path / "out", in_process=True, progress=False)
+    assert summary.failed == 0
+    (row,) = query(summary.table, "SELECT * FROM results WHERE method = 'edge-patching'")
+    assert row["level"] == "edge" and 0.5 < row["edge_auc"] <= 1.0  # exact edge patching on the planted truth
+    hg = HeadGraph.load(tmp_path / "out" / "cells" / row["cell"] / "circuit.json")
+    assert hg.circuit.selection["pruned"] is True  # edge circuits are selected as discover does (pruned top-k)
+    assert row["top_k"] == [str(e) for e, _ in hg.scores.ranked()[:4]]

@@ -86,7 +86,7 @@ def base_row(cell: Cell) -> dict[str, Any]:
     }
 
 
-def run_cell(cell: Cell, spec: SweepSpec, attempt_note: str = "") -> CellOutput:
+def run_cell(cell: Cell, spec: SweepSpec) -> CellOutput:
     """Run ``cell`` of ``spec`` here and return its row and head graph (module docstring)."""
     start = time.perf_counter()
     row = base_row(cell) | {"status": "failed", "error": "", "host": socket.gethostname(), "pid": os.getpid()}
@@ -104,7 +104,7 @@ def run_cell(cell: Cell, spec: SweepSpec, attempt_note: str = "") -> CellOutput:
         row |= {"status": "ok", "device": device, "dtype": spec.dtype.value}
         text = json.dumps(hg.to_dict(), indent=1)
     except Exception as err:  # noqa: BLE001 - a failed cell is recorded, never raised (the others go on)
-        row["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:500] + attempt_note
+        row["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:500]
         row["traceback"] = traceback.format_exc()[-4000:]
         text = ""
     row["wall_seconds"] = time.perf_counter() - start
@@ -127,7 +127,11 @@ def _discover(cell: Cell, spec: SweepSpec, device: str) -> tuple[Any, Circuit | 
         metric = planted.task.metric
         scores = method(loaded.model, data, metric, progress=False)
         run = TaskRun(planted.task.name, cell.seed, len(data), data.tokenizer, method_params(planted.task))
-        top = scores.top_k(spec.top_k)
+        from circuits import selection
+
+        top = (
+            selection.top_k(scores, spec.top_k) if scores.level is Level.EDGE else scores.top_k(spec.top_k)
+        )  # as discover
         hg = HeadGraph(model_info(loaded.model), run, scores, top)
         truth = planted.truth_for(getattr(method, "ablation", None) or _resample()) if spec.truth == "planted" else None
         return hg, truth, data, metric, loaded.model

@@ -215,8 +215,3 @@ def _curves(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.legend(fontsize=7)
     return _save(fig, path)
-
-
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a results table (every column), for scripts."""
-    return query(path, "SELECT * FROM results")
