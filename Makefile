@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 GEMMA  := $(VENV)/.installed-gemma
 QWEN   := $(VENV)/.installed-qwen
+SWEEP  := $(VENV)/.installed-sweep
 PAIRS  ?= 64
 SEED   ?= 0
 
-.PHONY: install install-gemma install-qwen browser demo test test-fast lint bench bench-tasks notebooks clean
+.PHONY: install install-gemma install-qwen install-sweep bench-sweep browser demo test test-fast lint bench bench-tasks notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,13 @@ $(QWEN): $(STAMP)
 
 install-qwen: $(QWEN)
 
+# Optional extra headgraph[sweep]: Ray, pyarrow and DuckDB for `headgraph sweep` (constraints keep torch as it is).
+$(SWEEP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,sweep]"
+	touch $@
+
+install-sweep: $(SWEEP)
+
 demo: $(STAMP)
 	$(BIN)/headgraph discover --task ioi --model smollm2-135m --method activation-patching \
 		--n $(PAIRS) --seed $(SEED) --out out/ioi
@@ -52,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(GEMMA) $(QWEN) browser
+test: lint $(GEMMA) $(QWEN) $(SWEEP) browser
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -71,6 +79,10 @@ bench-tasks: $(STAMP)
 	done
 	$(BIN)/python bench/faithfulness.py --task colored-objects --methods eap-ig --pairs 24 --eval-pairs 24 --threads 1
 	$(BIN)/python bench/faithfulness.py --task mcqa --methods eap-ig --pairs 16 --eval-pairs 16 --threads 1
+
+# The 4-cell sweep with 1 and 2 Ray workers and in one process (bench/README.md; a few minutes).
+bench-sweep: $(SWEEP)
+	$(BIN)/python bench/sweep_speed.py --out out/bench-sweep
 
 # Re-execute every notebook at full settings (minutes each on a CPU) and write its paired .ipynb,
 # outputs included. tests/test_notebooks.py runs them small and checks each pair is in sync.

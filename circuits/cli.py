@@ -40,6 +40,7 @@ COMMANDS = [
     "circuits.commands.tasks_report",
     "circuits.commands.repair",
     "circuits.commands.view",
+    "circuits.commands.sweep",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

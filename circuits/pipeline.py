@@ -66,7 +66,9 @@ def discover(
     """
     _check_arguments(model, task, method, n=n, seed=seed, top_k=top_k, progress=progress, strict=strict)
     if data is None:
-        data = task.dataset(text_tokenizer(model), n, seed=seed)
+        data = task.dataset(text_tokenizer(model), n, seed=seed).to(
+            model.cfg.device or "cpu"
+        )  # tensors follow the model
     else:
         _check_data(data, model, task, n=n, seed=seed)
     scores = method(model, data, task.metric, progress=progress)

@@ -260,6 +260,6 @@ def task_report(
     out = []
     for row in tqdm(rows, desc="tasks", disable=not progress):
         task = row.make()
-        data = task.dataset(tok, n, seed=seed)
+        data = task.dataset(tok, n, seed=seed).to(model.cfg.device or "cpu")
         out.append(task_baseline(model, data, task, label=row.label, batch_size=batch_size))
     return TaskReport(model=model_info(model).to_dict(), n=n, seed=seed, rows=tuple(out))

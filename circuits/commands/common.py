@@ -10,13 +10,16 @@ from typing import Any
 
 from circuits.errors import HeadgraphError
 from circuits.headgraph import HeadGraph
+from circuits.model.device import DEFAULT_DEVICE, Device, resolve_device
 from circuits.model.precision import DEFAULT_PRECISION, Precision
 
 __all__ = [
+    "add_device_option",
     "add_dtype_option",
     "check_output_file",
     "dtype_words",
     "format_table",
+    "model_device",
     "parse_settings",
     "parse_top",
     "prepare_output_dir",
@@ -72,8 +75,25 @@ def parse_top(top: int) -> int:
     return top
 
 
+def add_device_option(parser: Any) -> None:
+    """``--device cpu|cuda|auto`` on a command that loads a model (resolved by :func:`resolve_device`)."""
+    parser.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE.value,
+        choices=Device.names(),
+        help="where the model runs (default: cpu; auto: CUDA when present, else the CPU)",
+    )
+
+
+def model_device(args: Any) -> str:
+    """The torch device of ``--device`` (fails in one line on ``cuda`` without a CUDA device)."""
+    return resolve_device(getattr(args, "device", DEFAULT_DEVICE.value))
+
+
 def add_dtype_option(parser: Any) -> None:
-    """``--dtype float32|bfloat16`` on a command that loads a model (parsed by :class:`Precision`)."""
+    """``--dtype float32|bfloat16`` (parsed by :class:`Precision`) and ``--device`` on a command that
+    loads a model."""
+    add_device_option(parser)
     parser.add_argument(
         "--dtype",
         default=DEFAULT_PRECISION.value,

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circuits.commands.common import add_dtype_option, prepare_output_dir
+from circuits.commands.common import add_dtype_option, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
     from circuits.roles import compare_roles
 
     print(f"comparing by role (Wang et al. 2022 classes)\nA: {describe(a)}\nB: {describe(b)}", flush=True)
-    found = [_assign(hg, args.n, dtype=args.dtype, progress=not args.quiet) for hg in (a, b)]
+    found = [_assign(hg, args.n, dtype=args.dtype, device=model_device(args), progress=not args.quiet) for hg in (a, b)]
     for name, ra in zip("AB", found, strict=True):
         print(f"\n{name}: {ra.model}, candidate heads on {ra.n_pairs} pairs\n{ra.markdown()}")
     cmp = compare_roles(*found)
@@ -120,7 +120,7 @@ def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
     return 0
 
 
-def _assign(hg: HeadGraph, n: int, *, dtype: str, progress: bool) -> RoleAssignment:
+def _assign(hg: HeadGraph, n: int, *, dtype: str, device: str, progress: bool) -> RoleAssignment:
     """Load ``hg``'s model, regenerate its task's pairs and give its heads roles."""
     from circuits.groundtruth.planted import PLANTED
     from circuits.groundtruth.planted_ioi import PlantedIOITask
@@ -142,9 +142,9 @@ def _assign(hg: HeadGraph, n: int, *, dtype: str, progress: bool) -> RoleAssignm
             f"but the circuit used {settings}"
         )
     print(f"loading {hg.model.name} ...", flush=True)
-    model = load_model(hg.model.name, dtype=dtype, progress=progress)
+    model = load_model(hg.model.name, device=device, dtype=dtype, progress=progress)
     _check_hash(hg, model_info(model).config_hash)
-    data = task.dataset(text_tokenizer(model), min(n, hg.task.n_pairs), seed=hg.task.seed)
+    data = task.dataset(text_tokenizer(model), min(n, hg.task.n_pairs), seed=hg.task.seed).to(device)
     return assign_roles(head_signals(model, data, hg.scores))
 
 

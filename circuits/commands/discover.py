@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, format_table, parse_settings, prepare_output_dir
+from circuits.commands.common import add_dtype_option, format_table, model_device, parse_settings, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 OUTPUTS = ("circuit.json", "circuit.png")
@@ -22,15 +22,22 @@ def run(args: argparse.Namespace) -> int:
 
     task = TASKS[args.task]()  # fail fast on names before the model loads
     method = build_method(args.method, parse_settings(args.set))
+    if args.shards > 1:  # exact patching split across Ray workers (circuits.sweep.shard)
+        from circuits.sweep.shard import ShardedMethod
+
+        method = ShardedMethod(method, shards=args.shards, address=args.address)  # type: ignore[assignment]
+    elif args.shards <= 0:
+        raise HeadgraphError(f"--shards must be positive, got {args.shards}")
     if args.n <= 0:
         raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
     repeats = task.check_distinct(args.n, seed=args.seed)  # --n beyond the task's distinct pairs fails here
     out = prepare_output_dir(args.out, OUTPUTS)  # before the work, not after it
+    device = model_device(args)  # --device cuda without CUDA fails before the model loads
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=progress)
+    model = load_model(args.model, device=device, dtype=args.dtype, progress=progress)
     print(f"loaded in {getattr(model, 'headgraph_load_seconds', float('nan')):.1f} s", flush=True)
     same = f" ({repeats} repeat an earlier pair)" if repeats else ""
     print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
@@ -57,6 +64,15 @@ def register(sub: Any) -> None:
     d.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     d.add_argument("--top-k", type=int, default=10, help="components kept in the circuit (default: 10)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting")
+    d.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split exact patching (activation-patching of heads, edge-patching) into this many Ray tasks "
+        "(default: 1, no Ray; needs headgraph[sweep])",
+    )
+    d.add_argument("--address", default=None, help="with --shards: a Ray cluster to join (default: RAY_ADDRESS, else "
+                   "a local Ray)")  # fmt: skip
     d.add_argument("--out", default="out", help="folder for circuit.json and circuit.png")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--strict", action="store_true", help="fail on a degenerate baseline instead of warning")

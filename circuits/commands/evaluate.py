@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, prepare_output_dir
+from circuits.commands.common import add_dtype_option, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if typing.TYPE_CHECKING:
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out or Path(args.circuit).parent, ("faithfulness.png", "faithfulness.json"))
     progress = not args.quiet
     print(f"loading {hg.model.name} ...", flush=True)
-    model = load_model(hg.model.name, dtype=args.dtype, progress=progress)
+    model = load_model(hg.model.name, device=model_device(args), dtype=args.dtype, progress=progress)
     if model_info(model).config_hash != hg.model.config_hash:
         raise HeadgraphError(f"{args.circuit} was computed on another configuration of {hg.model.name}")
-    data = task.dataset(text_tokenizer(model), n, seed=seed)
+    data = task.dataset(text_tokenizer(model), n, seed=seed).to(model.cfg.device or "cpu")
     runner = CircuitRunner(model, data, task.metric, ablation, args.batch_size)
     curves = [
         faithfulness_curve(

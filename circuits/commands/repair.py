@@ -14,7 +14,7 @@ import json
 import shlex
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 DEFAULT_COLLATERAL = ("ioi", "arithmetic", "mcqa")
@@ -69,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, ("repair.md", "repair.json", "repair.png"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=progress)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=progress)
     tok = text_tokenizer(model)
-    source = get_task(args.source).dataset(tok, args.n, seed=args.seed)
-    target = get_task(args.target).dataset(tok, args.n, seed=args.seed)
-    select = get_task(args.target).dataset(tok, args.n, seed=args.seed + 1)
-    side = {name: get_task(name).dataset(tok, args.n, seed=args.seed) for name in collateral}
+    dev = model.cfg.device or "cpu"  # the pairs follow the model's device
+    source = get_task(args.source).dataset(tok, args.n, seed=args.seed).to(dev)
+    target = get_task(args.target).dataset(tok, args.n, seed=args.seed).to(dev)
+    select = get_task(args.target).dataset(tok, args.n, seed=args.seed + 1).to(dev)
+    side = {name: get_task(name).dataset(tok, args.n, seed=args.seed).to(dev) for name in collateral}
     result = repair(model, source, target, select=select, collateral=side, config=config, progress=progress)
     command = _command(args)
     md = repair_markdown(result, command)

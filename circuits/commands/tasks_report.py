@@ -9,7 +9,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 
@@ -23,7 +23,7 @@ def report(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, ("tasks_report.md", "tasks_report.json"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=progress)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=progress)
     start = time.perf_counter()
     rep = task_report(model, rows, n=args.n, seed=args.seed, progress=progress)
     rep = dataclasses.replace(rep, command=_command(args), seconds=time.perf_counter() - start)

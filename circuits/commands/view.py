@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from circuits.commands.common import add_device_option, model_device
 from circuits.errors import CircuitFileError, HeadgraphError
 
 
@@ -79,7 +80,7 @@ def _compute_attention(hg: Any, args: argparse.Namespace) -> Any:
     if not heads:
         raise HeadgraphError(f"{args.a}: the file's circuit has no heads to show the attention of")
     print(f"loading {name} ...", flush=True)
-    model = load_model(name, progress=not args.quiet)
+    model = load_model(name, device=model_device(args), progress=not args.quiet)
     if model_info(model).config_hash != hg.model.config_hash:
         raise HeadgraphError(f"{args.a} was computed on another model than {name!r}")
     return task_examples(model, hg.task.name, hg.task.settings, args.prompts, hg.task.seed, heads[: args.max_heads])
@@ -101,5 +102,6 @@ def register(sub: Any) -> None:
         help='JSON {"L9H9": {"role": "...", "labels": ["..."]}} or a roles.json of compare --roles',
     )
     v.add_argument("--top-k", type=int, default=20, help="heads compared in the diff (default: 20)")
+    add_device_option(v)
     v.add_argument("--quiet", action="store_true", help="no progress bars")
     v.set_defaults(func=run)

@@ -20,6 +20,7 @@ from transformer_lens import HookedTransformer
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
 from circuits.discovery.edges import EdgeLayout, mean_sender_acts
+from circuits.errors import HeadgraphError
 from circuits.model import PrefixGuard, graph_of, run_to_logits
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -37,6 +38,9 @@ class EdgePatching:
         ablation: what replaces the sender's output on the patched edge.
         batch_size: prompts per forward (before stacking variants).
         max_rows: most rows (edges × prompts) in one forward.
+        edge_start: score only the edges whose index (in the graph's edge order) is at least this.
+        edge_stop: ... and below this (0: to the last edge). The others hold NaN; a range is one
+            shard of a run split across workers (:mod:`circuits.sweep.shard`).
     """
 
     name: ClassVar[str] = "edge-patching"
@@ -44,10 +48,14 @@ class EdgePatching:
     ablation: Ablation = Ablation.RESAMPLE
     batch_size: int = 32
     max_rows: int = 256
+    edge_start: int = 0
+    edge_stop: int = 0
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size, max_rows=self.max_rows)
         check_ablation(self.ablation)
+        if self.edge_start < 0 or self.edge_stop < 0 or (self.edge_stop and self.edge_start >= self.edge_stop):
+            raise HeadgraphError(f"edge_start < edge_stop (>= 0) expected, got {self.edge_start}, {self.edge_stop}")
 
     @torch.inference_mode()
     def __call__(
@@ -57,13 +65,16 @@ class EdgePatching:
         graph = graph_of(model)
         layout = EdgeLayout(graph)
         n_edges = len(graph.edges)
+        lo, hi = self.edge_start, self.edge_stop or n_edges
+        if hi > n_edges:
+            raise HeadgraphError(f"edge_stop {hi} is beyond the graph's {n_edges} edges")
         means = mean_sender_acts(model, data, self.batch_size, terms=True) if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(n_edges, dtype=torch.float64)
         sums = torch.zeros(4, dtype=torch.float64)
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(
-            total=n_batches * n_edges, desc=f"edge patching ({len(data)} pairs)", unit="edge", disable=not progress
+            total=n_batches * (hi - lo), desc=f"edge patching ({len(data)} pairs)", unit="edge", disable=not progress
         )
         guard = PrefixGuard()
         for batch in data.batches(self.batch_size):
@@ -80,8 +91,8 @@ class EdgePatching:
                 ]
             ).cpu()
             k = max(1, self.max_rows // len(batch))
-            for first in range(0, n_edges, k):
-                chunk = torch.arange(first, min(first + k, n_edges))
+            for first in range(lo, hi, k):
+                chunk = torch.arange(first, min(first + k, hi))
                 ablate = torch.zeros(len(chunk), n_edges, dtype=torch.bool)
                 ablate[torch.arange(len(chunk)), chunk] = True
                 logits = ablated_logits(model, layout, prepared, ablate)  # (V, b, vocab)
@@ -89,4 +100,6 @@ class EdgePatching:
                 totals[chunk] += (effect - m_clean).double().sum(1).cpu()
                 bar.update(len(chunk))
         bar.close()
+        if (lo, hi) != (0, n_edges):
+            totals[:lo] = totals[hi:] = torch.nan  # not scored by this shard
         return summed_scores(self.name, method_params(self), graph, Level.EDGE, totals, sums, len(data), metric, start)

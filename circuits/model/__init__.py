@@ -5,7 +5,8 @@ every other module asks it (``hook_z(layer)``), so a move to TransformerLens's `
 touches one package. Modules: :mod:`.hooks` (hook names, scoped hooks), :mod:`.facts` (model facts,
 graph, tokenizer), :mod:`.forward` (forward helpers), :mod:`.edges` (edge-level access),
 :mod:`.direct` (direct logit attribution), :mod:`.handbuilt` (planted models), :mod:`.loading`
-(loading), :mod:`.qwen` (the split-GGUF Qwen models), :mod:`.precision` (float32 or bfloat16).
+(loading), :mod:`.qwen` (the split-GGUF Qwen models), :mod:`.precision` (float32 or bfloat16),
+:mod:`.device` (cpu, cuda or auto).
 Import from ``circuits.model``.
 
 Models:
@@ -32,6 +33,7 @@ Models:
     names the offline default.
 """
 
+from circuits.model.device import DEFAULT_DEVICE, Device, resolve_device
 from circuits.model.direct import head_direct_logits, head_direct_logits_by_key
 from circuits.model.edges import (
     HeadWeights,
@@ -101,7 +103,9 @@ from circuits.model.qwen import QWEN_05B, QWEN_15B, SplitGGUF
 
 __all__ = [
     "AttentionWeights",
+    "DEFAULT_DEVICE",
     "DEFAULT_MODEL",
+    "Device",
     "DEFAULT_PRECISION",
     "EmbeddingWeights",
     "MLPWeights",
@@ -155,6 +159,7 @@ __all__ = [
     "PrefixGuard",
     "receiver_inputs",
     "resumable_run",
+    "resolve_device",
     "resume_to_logits",
     "resume_to_resid",
     "run_after_prefix",
