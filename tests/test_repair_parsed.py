@@ -170,7 +170,8 @@ def test_sweeps_of_another_shape_are_refused(planted: Planted, tiny_model: TinyF
     from circuits.discovery import ActivationPatching
     from tasks.metrics import LogitDiff
 
-    other = ActivationPatching(heads=("L0H0",))(tiny_model(n_layers=5), random_dataset(n=2), LogitDiff(), progress=False)
+    method = ActivationPatching(heads=("L0H0",))
+    other = method(tiny_model(n_layers=5), random_dataset(n=2), LogitDiff(), progress=False)
     t = planted.task
     with pytest.raises(HeadgraphError, match="not of a"):
         repair(planted.model, t.dataset(4, seed=0), t.dataset(4, seed=2), select=t.dataset(4, seed=1),
