@@ -98,7 +98,10 @@ def test_relp_with_relu_and_frozen_attention_is_eap(tiny_model: TinyFactory) -> 
     data = random_dataset(n=4, length=6, diff_from=2)
     relu = _frozen_attention_(tiny_model(act_fn="relu", normalization_type=None, dtype=torch.float64))
     torch.testing.assert_close(
-        RelP()(relu, data, METRIC, progress=False).values, EAP()(relu, data, METRIC, progress=False).values, atol=ATOL, rtol=1e-4
+        RelP()(relu, data, METRIC, progress=False).values,
+        EAP()(relu, data, METRIC, progress=False).values,
+        atol=ATOL,
+        rtol=1e-4,
     )
     gelu = _frozen_attention_(tiny_model(normalization_type=None, dtype=torch.float64))
     diff = RelP()(gelu, data, METRIC, progress=False).values - EAP()(gelu, data, METRIC, progress=False).values

@@ -90,8 +90,11 @@ def sender_blocks(layout: EdgeLayout) -> list[SenderBlock]:
 
     Examples:
         >>> from circuits.graph import Graph
-        >>> [(b.hook, b.senders, b.first_receiver) for b in sender_blocks(EdgeLayout(Graph(1, 2)))]
-        [(None, slice(0, 1, None), 0), ('blocks.0.attn.hook_z', slice(1, 3, None), 6), ('blocks.0.hook_mlp_out', slice(3, 4, None), 7)]
+        >>> for b in sender_blocks(EdgeLayout(Graph(1, 2))):
+        ...     print(b.hook, b.senders, b.first_receiver)
+        None slice(0, 1, None) 0
+        blocks.0.attn.hook_z slice(1, 3, None) 6
+        blocks.0.hook_mlp_out slice(3, 4, None) 7
     """
     g = layout.graph
     out = [SenderBlock(None, slice(0, 1), 0)]
@@ -208,7 +211,9 @@ def _full_run(model: HookedTransformer, batch: PromptPairDataset, tokens: Tensor
     """Forward ``tokens`` after ``prefix`` without a graph, keeping every sender hook at every position."""
     embed = embeddings(model, tokens)[:, prefix.length :]
     cache: dict[str, Tensor] = {}
-    hooks = [(name, lambda out, name=name: cache.__setitem__(name, out)) for name in sender_hook_names(model, terms=True)]
+    hooks = [
+        (name, lambda out, name=name: cache.__setitem__(name, out)) for name in sender_hook_names(model, terms=True)
+    ]
     with torch.inference_mode():
         resid = run_after_prefix(model, embed, prefix, hooks)
         logits = logits_at(model, resid, batch.answer_pos - prefix.length)

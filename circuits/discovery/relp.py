@@ -91,7 +91,9 @@ class RelP:
         check_edge_support(model)
         hooks = relevance_hooks(model, self.qk)
         params = method_params(self)
-        return edge_attribution(model, data, metric, self.name, params, self.ablation, 1, self.batch_size, progress, hooks)
+        return edge_attribution(
+            model, data, metric, self.name, params, self.ablation, 1, self.batch_size, progress, hooks
+        )
 
 
 def relevance_hooks(model: HookedTransformer, qk: QKRule = QKRule.LOCAL) -> list[tuple[str, HookFn]]:
@@ -151,4 +153,3 @@ def _mlp_hooks(model: HookedTransformer, layer: int) -> list[tuple[str, HookFn]]
     if gated:
         hooks.append((f"{base}.hook_pre_linear", keep("lin")))
     return [*hooks, (f"{base}.hook_post", post)]
-
