@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from circuits.discovery import EAP, EAPIG, DiscoveryMethod, EAPIGActivations, RelP
+from circuits.discovery import EAP, EAPIG, DiscoveryMethod, EAPIGActivations, QKRule, RelP
 from circuits.faithfulness import CircuitRunner, CurveRule, FaithfulnessReport, faithfulness_curve
 from circuits.groundtruth.benchmark import default_suite, format_results, score_methods
 from circuits.model import DEFAULT_MODEL, load_model, text_tokenizer
@@ -41,6 +41,7 @@ def methods(ig_steps: int, act_steps: int) -> dict[str, DiscoveryMethod]:
         "eap": EAP(),
         "eap-ig": EAPIG(ig_steps=ig_steps),
         "relp": RelP(),
+        "relp(qk=none)": RelP(qk=QKRule.NONE),
         f"eap-ig-activations({act_steps})": EAPIGActivations(ig_steps=act_steps),
     }
 
