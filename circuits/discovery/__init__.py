@@ -1,7 +1,8 @@
 """Discovery methods: each scores a model's candidate graph for a task (see :mod:`.base`).
 
 Node level: ``activation-patching`` (exact), ``attribution-patching`` (its gradient estimate).
-Edge level: ``edge-patching`` (exact), ``eap``, ``eap-ig`` (gradient estimates, full graph),
+Edge level: ``edge-patching`` (exact), ``eap``, ``eap-ig``, ``eap-ig-activations`` (gradient
+estimates, full graph), ``relp`` (relevance estimate, full graph),
 ``path-patching`` (Wang et al., chosen receivers).
 Discrete SAE codes: ``sae-codes`` (nodes), ``sae-code-edges`` (edges), ``sae-patching`` (SAE shortlist,
 then exact patching).
@@ -11,8 +12,10 @@ from circuits.discovery.activation_patching import ActivationPatching, Component
 from circuits.discovery.attribution_patching import AttributionPatching
 from circuits.discovery.base import METHODS, Ablation, DiscoveryMethod, baseline, build_method, method_params
 from circuits.discovery.eap import EAP, EAPIG
+from circuits.discovery.eap_ig_activations import EAPIGActivations
 from circuits.discovery.edge_patching import EdgePatching
 from circuits.discovery.path_patching import PathPatching
+from circuits.discovery.relp import QKRule, RelP
 from circuits.discovery.sae_codes import (
     CodeRun,
     NodeScore,
@@ -35,12 +38,15 @@ __all__ = [
     "DiscoveryMethod",
     "EAP",
     "EAPIG",
+    "EAPIGActivations",
     "EdgePatching",
     "METHODS",
     "NodeScore",
     "PairOutputs",
     "PatchPositions",
     "PathPatching",
+    "QKRule",
+    "RelP",
     "Positives",
     "SAECodeEdges",
     "SAECodeSettings",

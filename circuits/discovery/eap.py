@@ -37,6 +37,7 @@ block is then one matrix product, [senders before it, n·d_model] × [n·d_model
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -75,6 +76,7 @@ from circuits.model import (
     logits_at,
     receiver_inputs,
     run_after_prefix,
+    with_hooks,
 )
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -155,8 +157,12 @@ def edge_attribution(
     steps: int,
     batch_size: int,
     progress: bool = True,
+    hooks: Sequence[tuple[str, HookFn]] = (),
 ) -> Scores:
-    """EAP (``steps == 1``) or EAP-IG edge scores of ``model``'s graph, averaged over ``data``."""
+    """EAP (``steps == 1``) or EAP-IG edge scores of ``model``'s graph, averaged over ``data``.
+
+    ``hooks`` change the gradient runs' backward pass (:func:`gradient_run`; RelP's rules).
+    """
     check_edge_support(model)
     start = time.perf_counter()
     graph = graph_of(model)
@@ -168,7 +174,7 @@ def edge_attribution(
     bar = tqdm(total=n_batches * steps, desc=f"{name} ({len(data)} pairs)", unit="pass", disable=not progress)
     guard = PrefixGuard()
     for batch in data.batches(batch_size):
-        dense, batch_sums = _batch_scores(model, layout, batch, metric, ablation, means, steps, bar, guard)
+        dense, batch_sums = _batch_scores(model, layout, batch, metric, ablation, means, steps, bar, guard, hooks)
         total += dense
         sums += batch_sums
     bar.close()
@@ -201,12 +207,17 @@ def gradient_run(
     metric: Metric,
     embed: Float[Tensor, "batch suffix d_model"],
     prefix: SharedPrefix,
+    hooks: Sequence[tuple[str, HookFn]] = (),
 ) -> GradientRun:
     """Forward the embeddings ``embed`` of positions ``prefix.length…`` and backward the metric.
 
     Call inside :func:`~circuits.model.receiver_inputs` (``split_qkv=False``, as ``prefix`` was
     built): keys and values are then per query head. ``pos`` counts from the end of the prefix.
     Returns the metric's gradient at every receiver's own input (see :class:`GradientRun`).
+
+    ``hooks`` run before the hooks that keep activations, in the forward pass and in the pull-back
+    of q/k/v gradients through each block's input norm: methods that change the backward pass
+    (:mod:`.relp`) or replace activations (:mod:`.eap_ig_activations`) pass them here.
     """
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     store: dict[str, Tensor] = {}
@@ -219,9 +230,9 @@ def gradient_run(
     names += [h(layer) for layer in range(n_layers) for h in (hook_q, hook_k, hook_v)]
     if layout.graph.has_mlps:
         names += [hook_mlp_in(layer) for layer in range(n_layers)]
-    hooks = [(name, keep(name)) for name in names]
+    all_hooks = [*hooks, *((name, keep(name)) for name in names)]
     with torch.enable_grad():
-        resid = run_after_prefix(model, embed.detach().requires_grad_(True), prefix, hooks)
+        resid = run_after_prefix(model, embed.detach().requires_grad_(True), prefix, all_hooks)
         logits = logits_at(model, resid, batch.answer_pos - prefix.length)
         values = metric(logits, batch.targets)
         wrt = [store[h(layer)] for layer in range(n_layers) for h in (hook_q, hook_k, hook_v)]
@@ -239,7 +250,7 @@ def gradient_run(
         pulled = torch.stack(per_input, dim=2).reshape(n, 3 * n_heads, d)  # head-major: h0 q, h0 k, h0 v, h1 q, ...
         x = pos.gather(store[hook_resid_pre(layer)]).detach()  # (n, d_model): the block's input
         copies = x[:, None, :].expand(n, 3 * n_heads, d).clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), with_hooks(model, hooks):
             (through_norm,) = torch.autograd.grad(attn_input_norm(model, layer)(copies), copies, pulled)
         cols = layout.layer_receivers(layer)
         out[cols.start : cols.start + 3 * n_heads] = through_norm.transpose(0, 1)
@@ -279,6 +290,7 @@ def _batch_scores(
     steps: int,
     bar: tqdm,
     guard: PrefixGuard,
+    hooks: Sequence[tuple[str, HookFn]] = (),
 ) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
     """Summed (not averaged) dense edge scores of one batch, and its baseline sums."""
     acc = Accuracy()
@@ -293,7 +305,7 @@ def _batch_scores(
             # k == steps is the clean run itself, unmixed (so one step is EAP exactly)
             alpha = k / steps
             embed = clean_embed if k == steps else corrupt.embed + alpha * (clean_embed - corrupt.embed)
-            run = gradient_run(model, layout, batch, pos, metric, embed, prefix)
+            run = gradient_run(model, layout, batch, pos, metric, embed, prefix, hooks)
             grads = run.grads if grads is None else grads.add_(run.grads)
             bar.update()
     c_logits = corrupt.logits
