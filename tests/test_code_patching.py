@@ -19,6 +19,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.groundtruth.planted_induction import InductionConfig, induction_model
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
+from circuits.scores import UninformativeScoresWarning
 from saes import Architecture, CodebookConfig, CodeVector, SAEError, code_purity
 
 PURITY = 0.9
@@ -105,8 +106,9 @@ def test_codes_that_carry_nothing_fail_the_converse() -> None:
     data = planted.task.dataset(32, seed=0)
     mover = planted.roles["name-mover"]
     dead = CodePatchingSettings(codebook=CodebookConfig(architecture=Architecture.RELU_L1, l1_coefficient=1e3))
-    result = code_fidelity(dead, planted.model, data, planted.task.metric, [mover])
-    assert result[mover].n_codes == 1
+    with pytest.warns(UninformativeScoresWarning, match="dead or saturated"):
+        result = code_fidelity(dead, planted.model, data, planted.task.metric, [mover])
+    assert result[mover].n_codes == 1 and len(result.warnings) == 1
     assert result[mover].converse_fidelity < 0.1
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,7 +44,7 @@ from circuits.discovery.base import check_positive
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import HookFn, hook_z, logits_at, resumable_run, resume_to_logits, run_with_cache, with_hooks
-from circuits.scores import Baseline
+from circuits.scores import Baseline, UninformativeScoresWarning
 from saes import Codebook, CodebookConfig, SAEError, train_codebook
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -140,12 +141,15 @@ class CodeFidelity:
         baseline: clean and corrupt metric over all pairs.
         codebooks: each head's code book.
         seconds: wall time of each phase (``train``, ``patch``).
+        warnings: heads whose code book gives one code to every output (dead or saturated: the
+            code carries nothing, whatever its noising fidelity says).
     """
 
     heads: tuple[HeadFidelity, ...]
     baseline: Baseline
     codebooks: Mapping[Node, Codebook]
     seconds: Mapping[str, float]
+    warnings: tuple[str, ...] = ()
 
     def __getitem__(self, head: Node) -> HeadFidelity:
         for h in self.heads:
@@ -314,7 +318,14 @@ def code_fidelity(
     with torch.inference_mode():
         heads_out, baseline = _fidelity(settings, model, data, metric, heads, books)
     seconds["patch"] = time.perf_counter() - start
-    return CodeFidelity(heads_out, baseline, books, seconds)
+    found = tuple(
+        f"{h.head}: one code on every output (its code book is dead or saturated): its code carries nothing"
+        for h in heads_out
+        if h.n_codes <= 1
+    )
+    for w in found:
+        warnings.warn(UninformativeScoresWarning(f"code patching: {w}"), stacklevel=2)
+    return CodeFidelity(heads_out, baseline, books, seconds, found)
 
 
 def _fidelity(
