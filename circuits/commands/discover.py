@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     same = f" ({repeats} repeat an earlier pair)" if repeats else ""
     print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
     start = time.perf_counter()
-    data = task.dataset(text_tokenizer(model), args.n, seed=args.seed)
+    data = task.dataset(text_tokenizer(model), args.n, seed=args.seed) if args.code_labels else None
     hg = discover(
         model,
         task,
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         data=data,
     )
     print(f"{method.name} took {time.perf_counter() - start:.1f} s\n", flush=True)
-    if args.code_labels:
+    if data is not None:
         hg = _with_code_labels(hg, model, data, task.metric)
     print(format_table(hg, args.top_k))
     if hg.code_labels:
