@@ -14,6 +14,7 @@ from circuits.discovery.code_patching import CodePatchingSettings, code_fidelity
 from circuits.errors import CircuitFileError
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
 from circuits.headgraph import HeadGraph
+from tests.conftest import TinyFactory, random_dataset
 from tests.view_fixtures import synthetic_headgraph
 
 ATTENDS = 0.9
@@ -69,3 +70,24 @@ def test_malformed_code_labels_are_refused(tmp_path: Path, bad: object) -> None:
     path.write_text(text)
     with pytest.raises(CircuitFileError, match="malformed"):
         HeadGraph.load(path)
+
+
+def test_discover_code_labels_step_on_a_tiny_model(tmp_path: Path, tiny_model: TinyFactory) -> None:
+    """What ``discover --code-labels`` adds to a head graph: a label per circuit head, saved and read back."""
+    from circuits.commands.discover import _with_code_labels
+    from circuits.discovery import ActivationPatching
+    from circuits.headgraph import TaskRun
+    from circuits.model import model_info
+    from tasks import LogitDiff
+
+    model = tiny_model()
+    data = random_dataset(n=8, length=6, diff_from=2)
+    scores = ActivationPatching()(model, data, LogitDiff(), progress=False)
+    hg = HeadGraph(model_info(model), TaskRun("random", 0, 8), scores, scores.top_k(3))
+    labelled = _with_code_labels(hg, model, data, LogitDiff())
+    heads = {str(h) for h in hg.circuit.heads()}
+    assert heads and set(labelled.code_labels) == heads
+    for lab in labelled.code_labels.values():
+        assert lab["n_codes"] >= 1 and lab["codes"] and all("attends" in c for c in lab["codes"])
+    back = HeadGraph.load(labelled.save(tmp_path / "c.json"))
+    assert back.code_labels == labelled.code_labels

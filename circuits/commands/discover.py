@@ -76,9 +76,8 @@ def _with_code_labels(hg: Any, model: Any, data: Any, metric: Any) -> Any:
         return hg
     start = time.perf_counter()
     fid = code_fidelity(CodePatchingSettings(), model, data, metric, heads)
-    labels = label_heads(
-        model, data, heads, fid.codebooks, decode=text_tokenizer(model).decode, fidelity={h.head: h for h in fid.heads}
-    )
+    decode = text_tokenizer(model).decode if model.tokenizer is not None else str
+    labels = label_heads(model, data, heads, fid.codebooks, decode=decode, fidelity={h.head: h for h in fid.heads})
     print(f"code labels and code fidelity of {len(heads)} heads took {time.perf_counter() - start:.1f} s", flush=True)
     return dataclasses.replace(
         hg,
