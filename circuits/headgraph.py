@@ -64,7 +64,9 @@ class HeadGraph:
     """A discovered circuit and everything needed to interpret and reproduce it.
 
     ``warnings`` are the problems found with the result when it was made (a degenerate baseline,
-    :mod:`circuits.result_checks`), kept with it so that every reader sees them.
+    :mod:`circuits.result_checks`), kept with it so that every reader sees them. ``code_labels``
+    (optional) labels circuit heads by their discrete SAE codes: head name →
+    :meth:`circuits.code_labels.HeadLabel.to_dict`.
     """
 
     model: ModelInfo
@@ -74,6 +76,7 @@ class HeadGraph:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     headgraph_version: str = field(default_factory=_package_version)
     warnings: tuple[str, ...] = ()
+    code_labels: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (scored items only; NaN scores are omitted)."""
@@ -120,6 +123,7 @@ class HeadGraph:
                 "edges": sorted(str(e) for e in self.circuit.edges),
                 "selection": dict(self.circuit.selection),
             },
+            **({"code_labels": dict(self.code_labels)} if self.code_labels else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -286,6 +290,18 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
     notes = data.get("warnings", [])
     if not isinstance(notes, list):
         raise TypeError("warnings must be a list")
+    labels = data.get("code_labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, dict) for v in labels.values()):
+        raise TypeError("code_labels must map head names to objects")
+    for head in labels:
+        Node.parse(head, graph.n_layers)
     return HeadGraph(
-        model, task, scores, circuit, str(data["created"]), str(data["headgraph_version"]), tuple(map(str, notes))
+        model,
+        task,
+        scores,
+        circuit,
+        str(data["created"]),
+        str(data["headgraph_version"]),
+        tuple(map(str, notes)),
+        labels,
     )

@@ -7,6 +7,7 @@ latent), count the codes that only positive prompts show (:mod:`saes.counting`),
 the SAEs in sae-lens's on-disk format (:meth:`HeadSAEs.save`, :meth:`HeadSAEs.load`).
 """
 
+from saes.codebook import Codebook, CodebookConfig, CodeVector, code_purity, train_codebook
 from saes.config import Architecture, SAEConfig, Sharing
 from saes.counting import pair_endpoint_counts, unique_code_counts, unique_pair_counts
 from saes.errors import SAEError
@@ -17,12 +18,17 @@ __all__ = [
     "MANIFEST",
     "NO_CODE",
     "Architecture",
+    "CodeVector",
+    "Codebook",
+    "CodebookConfig",
     "HeadSAEs",
     "SAEConfig",
     "SAEError",
     "Sharing",
     "argmax_codes",
+    "code_purity",
     "pair_endpoint_counts",
+    "train_codebook",
     "train_head_saes",
     "train_sae",
     "unique_code_counts",

@@ -25,7 +25,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.head_outputs import Pooling, head_outputs
 from circuits.scores import UninformativeScoresWarning
-from saes import argmax_codes
+from saes import Architecture, argmax_codes
 from tasks import Accuracy, LogitDiff, PromptPair, PromptPairDataset, Targets
 from tests.conftest import TinyFactory, random_dataset
 
@@ -279,4 +279,22 @@ def test_a_dead_sae_is_warned_about_and_recorded(tiny_model: TinyFactory) -> Non
         patched = SAEPatching(positives=Positives.ALL, l1_coefficient=1e6, shortlist=2, **FAST)(  # type: ignore[arg-type]
             model, data, METRIC, progress=False
         )
-    assert any("dead" in w for w in patched.warnings)
+    assert any("dead" in w and "output difference" in w for w in patched.warnings)
+    assert {Node.parse(h) for h in patched.params["shortlisted"]} == set(LIVE), "a dead SAE never ranks"
+
+
+def test_a_saturated_sae_is_warned_about_recorded_and_not_used(tiny_model: TinyFactory) -> None:
+    """A TopK SAE with one latent codes every (prompt, head) of a random model (no head is silent)
+    by that latent: the counts carry nothing, and sae-patching ranks by output difference instead."""
+    model, data = tiny_model(), random_dataset(n=8, length=6, diff_from=2)
+    one = {**FAST, "d_sae": 1, "architecture": Architecture.TOPK, "positives": Positives.ALL}
+    for method in (SAECodes(**one), SAECodeEdges(**one)):  # type: ignore[arg-type]
+        with pytest.warns(UninformativeScoresWarning, match="saturated"):
+            scores = method(model, data, METRIC, progress=False)
+        assert any("saturated" in w for w in scores.warnings)
+    with pytest.warns(UninformativeScoresWarning, match="saturated"):
+        patched = SAEPatching(shortlist=3, **one)(model, data, METRIC, progress=False)  # type: ignore[arg-type]
+    assert any("saturated" in w and "output difference" in w for w in patched.warnings)
+    by_distance = SAEPatching(shortlist=3, positives=Positives.ALL, shortlist_by=ShortlistBy.OUTPUT_DIFFERENCE)
+    expected = by_distance(model, data, METRIC, progress=False).params["shortlisted"]
+    assert patched.params["shortlisted"] == expected

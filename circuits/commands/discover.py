@@ -15,7 +15,7 @@ OUTPUTS = ("circuit.json", "circuit.png")
 
 def run(args: argparse.Namespace) -> int:
     from circuits.discovery import build_method
-    from circuits.model import load_model
+    from circuits.model import load_model, text_tokenizer
     from circuits.pipeline import discover
     from circuits.plot import plot_headgraph
     from tasks import TASKS
@@ -42,16 +42,55 @@ def run(args: argparse.Namespace) -> int:
     same = f" ({repeats} repeat an earlier pair)" if repeats else ""
     print(f"task {task.name}: {args.n} prompt pairs{same}, seed {args.seed}; method {method.name}", flush=True)
     start = time.perf_counter()
+    data = task.dataset(text_tokenizer(model), args.n, seed=args.seed) if args.code_labels else None
     hg = discover(
-        model, task, method, n=args.n, seed=args.seed, top_k=args.top_k, progress=progress, strict=args.strict
+        model,
+        task,
+        method,
+        n=args.n,
+        seed=args.seed,
+        top_k=args.top_k,
+        progress=progress,
+        strict=args.strict,
+        data=data,
     )
     print(f"{method.name} took {time.perf_counter() - start:.1f} s\n", flush=True)
+    if data is not None:
+        hg = _with_code_labels(hg, model, data, task.metric)
     print(format_table(hg, args.top_k))
+    if hg.code_labels:
+        from circuits.code_labels import format_labels
+
+        print("\nheads labelled by their SAE codes (at the answer position):")
+        print(format_labels(hg.code_labels))
     out.mkdir(parents=True, exist_ok=True)
     png_path = plot_headgraph(hg, out / "circuit.png")  # the picture first: circuit.json marks a finished run
     json_path = hg.save(out / "circuit.json")
     print(f"\nwrote {json_path} and {png_path}")
     return 0
+
+
+def _with_code_labels(hg: Any, model: Any, data: Any, metric: Any) -> Any:
+    """``hg`` with its circuit heads' code labels and code fidelity (:mod:`circuits.code_labels`)."""
+    import dataclasses
+
+    from circuits.code_labels import label_heads
+    from circuits.discovery.code_patching import CodePatchingSettings, code_fidelity
+    from circuits.model import text_tokenizer
+
+    heads = hg.circuit.heads()
+    if not heads:
+        return hg
+    start = time.perf_counter()
+    fid = code_fidelity(CodePatchingSettings(), model, data, metric, heads)
+    decode = text_tokenizer(model).decode if model.tokenizer is not None else str
+    labels = label_heads(model, data, heads, fid.codebooks, decode=decode, fidelity={h.head: h for h in fid.heads})
+    print(f"code labels and code fidelity of {len(heads)} heads took {time.perf_counter() - start:.1f} s", flush=True)
+    return dataclasses.replace(
+        hg,
+        code_labels={str(h): lab.to_dict() for h, lab in labels.items()},
+        warnings=(*hg.warnings, *fid.warnings),
+    )
 
 
 def register(sub: Any) -> None:
@@ -76,4 +115,9 @@ def register(sub: Any) -> None:
     d.add_argument("--out", default="out", help="folder for circuit.json and circuit.png")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.add_argument("--strict", action="store_true", help="fail on a degenerate baseline instead of warning")
+    d.add_argument(
+        "--code-labels",
+        action="store_true",
+        help="label the circuit's heads by their discrete SAE codes and measure their code fidelity",
+    )
     d.set_defaults(func=run)

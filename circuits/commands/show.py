@@ -19,6 +19,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(hg, top))
     for note in hg.warnings:
         print(f"warning (recorded when the circuit was made): {note}")
+    if hg.code_labels:
+        from circuits.code_labels import format_labels
+
+        print("\nheads labelled by their SAE codes (at the answer position):")
+        print(format_labels(hg.code_labels))
     if png is not None:
         print(f"\nwrote {plot_headgraph(hg, png)}")
     return 0

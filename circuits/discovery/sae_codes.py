@@ -74,6 +74,7 @@ __all__ = [
     "SAECodes",
     "code_run",
     "head_values",
+    "sae_health",
     "pair_outputs",
 ]
 
@@ -298,25 +299,45 @@ def code_run(
     return CodeRun(codes[:n_pos], codes[n_pos:], saes, outputs, train_rows, seconds, sae_health(latents))
 
 
+SATURATED_SHARE = 0.95
+"""An SAE is saturated when one code is the code of at least this share of all (prompt, head) vectors."""
+
+
 def sae_health(latents: Float[Tensor, "batch head d_sae"]) -> str:
-    """Whether the SAE(s) are dead: no latent fires on any (prompt, head) vector, so every code is
-    the same and counts of codes carry nothing. Heads silent on their own (a zero output) are not a
-    fault of the SAE and are not reported.
+    """What makes the SAE(s)' codes useless for ranking heads, or ``""``.
+
+    * dead: no latent fires on any (prompt, head) vector, so every code is equal;
+    * saturated: one code (a latent, or "no latent fires") is the code of at least
+      :data:`SATURATED_SHARE` of the vectors, so the counts rest on the few others.
+
+    Heads silent on their own (a zero output) are not a fault of the SAE and are not reported as
+    dead; they do count towards saturation (an SAE that codes every head by one latent has learnt
+    nothing that tells heads apart).
 
     Examples:
         >>> lat = torch.zeros(3, 4, 5)
         >>> sae_health(lat)
         'the sparse autoencoder is dead: no latent fires on any of the 3 × 4 head outputs (every code is equal)'
-        >>> lat[0, 1, 2] = 1.0
+        >>> lat[:, :, 2] = 1.0  # one latent is the code of everything
+        >>> sae_health(lat)
+        'the sparse autoencoder is saturated: one code (latent 2) is the code of 100% of the 3 × 4 head outputs'
+        >>> lat[0, :, 3] = 2.0
+        >>> lat[1, :2, 4] = 2.0
         >>> sae_health(lat)
         ''
     """
-    if bool((latents > 0).any()):
-        return ""
-    return (
-        "the sparse autoencoder is dead: no latent fires on any of the "
-        f"{latents.shape[0]} × {latents.shape[1]} head outputs (every code is equal)"
-    )
+    size = f"{latents.shape[0]} × {latents.shape[1]} head outputs"
+    if not bool((latents > 0).any()):
+        return f"the sparse autoencoder is dead: no latent fires on any of the {size} (every code is equal)"
+    codes = argmax_codes(latents).flatten()
+    values, counts = torch.unique(codes, return_counts=True)
+    top = int(counts.argmax())
+    share = float(counts[top]) / codes.numel()
+    if share >= SATURATED_SHARE:
+        code = int(values[top])
+        name = "no latent fires" if code < 0 else f"latent {code}"
+        return f"the sparse autoencoder is saturated: one code ({name}) is the code of {share:.0%} of the {size}"
+    return ""
 
 
 def _params(method: object, run: CodeRun) -> dict[str, object]:

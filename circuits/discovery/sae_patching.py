@@ -10,11 +10,14 @@ patching every head, plus the SAE step.
 The result is one :class:`~circuits.scores.Scores` in the ordinary sign convention: shortlisted
 heads hold their exact patching effect (metric change when patched, negative = important); heads
 off the shortlist hold NaN ("not scored"), so ``top_k`` and ``ranked`` only return measured heads.
-The shortlist is the ``min(shortlist, heads)`` best-ranked heads: heads whose SAE count is zero rank
-last but still fill the shortlist when fewer heads have a positive count (on a small model the SAE
-may see no difference in the very heads that matter: see the README's planted-model table), so the
-shortlist is never empty and on a model with at most ``shortlist`` heads every head is patched. The
-default SAE trains for 100 epochs at lr 5e-3, not the paper's 500 at 1e-3 (see the class).
+An SAE found dead or saturated (:func:`~circuits.discovery.sae_codes.sae_health`) never ranks the
+shortlist: a warning is raised and recorded, and the heads are ranked by output difference (below)
+from the same forward passes. The shortlist is the ``min(shortlist, heads)`` best-ranked heads:
+heads whose SAE count is zero rank last but still fill the shortlist when fewer heads have a
+positive count (on a small model the SAE may see no difference in the very heads that matter:
+see the README's planted-model table), so the shortlist is never empty and on a model with at most
+``shortlist`` heads every head is patched. The default SAE trains for 100 epochs at lr 5e-3, not
+the paper's 500 at 1e-3 (see the class).
 
 Edges are not refined here: exact edge scores need path patching, which this package does not have
 yet; ``sae-code-edges`` gives the SAE's edge ranking on its own.
@@ -118,6 +121,9 @@ class SAEPatching(SAECodeSettings):
             run = code_run(self, model, data, metric, progress=progress)
             ranking = unique_code_counts(run.positives, run.negatives).tolist()
             phases, n_pos, health = dict(run.seconds), int(run.positives.shape[0]), run.health
+            if health:  # never rank by a broken SAE: the same forward passes give the output difference
+                ranking = run.outputs.distance().tolist()
+                health += "; the shortlist was ranked by output difference (no SAE) instead"
         else:
             outputs = pair_outputs(self, model, data, metric, progress=progress)
             ranking = outputs.distance().tolist()
@@ -128,8 +134,6 @@ class SAEPatching(SAECodeSettings):
         )
         patched = patching(model, data, metric, progress=progress)
         phases["patch"] = patched.seconds
-        if health:
-            health += f"; its shortlist of {len(chosen)} heads fell back to ties in graph order"
         scores = Scores(
             graph=graph_of(model),
             level=Level.NODE,
