@@ -16,6 +16,9 @@ Edits:
     each row: ``a'_j = γ a_j / D`` for keys in the set, ``a'_j = a_j / D`` otherwise, with
     ``D = (γ − 1) Σ_set a + 1`` (ZeroTuning, Han et al. 2025, arXiv 2505.11739, for the first token;
     ACT, Yu et al. 2024, likewise for sink tokens).
+  * :class:`ScaleQuery`: multiply a head's query by ``ε`` ("undifferentiated attention": Ships,
+    Zhou et al. 2025, arXiv 2410.13708; ``ε = 0`` is the retrieval-head masking of Wu et al. 2024,
+    arXiv 2404.15574): its attention tends to uniform over the causal context.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import Ablation
 from circuits.errors import HeadgraphError
-from circuits.model import HookFn, hook_pattern, hook_z, with_hooks
+from circuits.model import HookFn, hook_attn_scores, hook_pattern, hook_z, with_hooks
 
 __all__ = [
     "AblateHead",
@@ -40,6 +43,7 @@ __all__ = [
     "Intervention",
     "ScaleAttention",
     "ScaleHead",
+    "ScaleQuery",
     "SteerHead",
     "intervene",
 ]
@@ -256,6 +260,38 @@ class ScaleAttention:
             return pattern
 
         return [(hook_pattern(self.layer), fn)]
+
+
+@dataclass(frozen=True)
+class ScaleQuery:
+    """Multiply head ``(layer, head)``'s query by ``factor`` at every position.
+
+    The pre-softmax scores ``q·k / s`` are linear in the query, so the edit multiplies the head's
+    scores by ``factor`` (masked keys stay ``-inf``). Scaling the scores rather than ``hook_q`` makes
+    it the same edit on every architecture: it equals scaling the query before rotary (rotary is
+    linear), and, on models that normalise queries (Gemma 3's ``q_norm``, applied after ``hook_q``),
+    scaling the normalised query, where a pre-norm scaling would be undone. ``factor`` = 1e-4 is
+    Ships' ablation; 0 makes the attention exactly uniform over the causal context.
+    """
+
+    layer: int
+    head: int
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factor, int | float) or isinstance(self.factor, bool) or not self.factor >= 0:
+            raise HeadgraphError(f"factor must be a non-negative number, got {self.factor!r}")
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(scores: Float[Tensor, "batch head q k"]) -> Tensor:
+            scores = scores.clone()
+            s = scores[:, self.head]
+            scores[:, self.head] = torch.where(torch.isneginf(s), s, s * self.factor)
+            return scores
+
+        return [(hook_attn_scores(self.layer), fn)]
 
 
 @contextmanager

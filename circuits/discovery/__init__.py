@@ -5,6 +5,7 @@ Edge level: ``edge-patching`` (exact), ``eap``, ``eap-ig`` (gradient estimates, 
 ``path-patching`` (Wang et al., chosen receivers).
 Discrete SAE codes: ``sae-codes`` (nodes), ``sae-code-edges`` (edges), ``sae-patching`` (SAE shortlist,
 then exact patching).
+Query scaling: ``ships`` (Zhou et al. 2025: KL of the next-token distribution, per head).
 """
 
 from circuits.discovery.activation_patching import ActivationPatching, Components, PatchPositions
@@ -25,6 +26,7 @@ from circuits.discovery.sae_codes import (
     pair_outputs,
 )
 from circuits.discovery.sae_patching import SAEPatching, ShortlistBy
+from circuits.discovery.ships import Ships, ships_kl
 
 __all__ = [
     "Ablation",
@@ -46,10 +48,12 @@ __all__ = [
     "SAECodeSettings",
     "SAECodes",
     "SAEPatching",
+    "Ships",
     "ShortlistBy",
     "baseline",
     "build_method",
     "code_run",
     "method_params",
     "pair_outputs",
+    "ships_kl",
 ]
