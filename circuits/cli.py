@@ -40,6 +40,8 @@ COMMANDS = [
     "circuits.commands.tasks_report",
     "circuits.commands.repair",
     "circuits.commands.view",
+    "circuits.commands.retrieval",
+    "circuits.commands.ships",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -65,7 +65,7 @@ class Retrieval(Task):
     """
 
     name: ClassVar[str] = "retrieval"
-    description: ClassVar[str] = "'… The secret words of the old tower are lamp ship bell oven. … Question: …' → ' lamp'"
+    description: ClassVar[str] = "'… The secret words of the old tower are lamp ship bell. … Question: …' → ' lamp'"
     haystack: int = 20
     depth: float | None = None
     needle_words: int = 4

@@ -110,6 +110,9 @@ def test_bad_inputs_raise(tiny_model) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(HeadgraphError, match="at least one"):
         retrieval_scores(model, [])
     with pytest.raises(HeadgraphError, match="left to draw"):
-        retrieval_knockout(model, [NeedlePrompt(torch.arange(5), 1, 3)], [Node.of_head(0, 0)], exclude=[
-            Node.of_head(layer, h) for layer in range(3) for h in range(4)
-        ])
+        retrieval_knockout(
+            model,
+            [NeedlePrompt(torch.arange(5), 1, 3)],
+            [Node.of_head(0, 0)],
+            exclude=[Node.of_head(layer, h) for layer in range(3) for h in range(4)],
+        )

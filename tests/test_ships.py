@@ -65,3 +65,16 @@ def test_registered_with_settings() -> None:
     with pytest.raises(HeadgraphError, match="eps"):
         Ships(eps=1.5)
     assert Node.of_head(0, 1) != Node.of_head(1, 0)
+
+
+def test_rank_agreement_is_one_for_a_method_with_itself_and_spearman_handles_ties() -> None:
+    from circuits.rank_agreement import rank_agreement, spearman
+
+    planted = induction_model()
+    data = planted.task.dataset(8, seed=1)
+    s = Ships()(planted.model, data, planted.task.metric, progress=False)
+    agree = rank_agreement(s, s)
+    assert agree.spearman == pytest.approx(1.0) and set(agree.top_overlap.values()) == {1.0}
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, torch.zeros(4)) != spearman(a, torch.zeros(4))  # NaN: a constant ranking

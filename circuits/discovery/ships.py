@@ -57,9 +57,7 @@ SHIPS_SMOOTHING = 1e-12
 """Added to both distributions before the KL, as in the authors' code."""
 
 
-def ships_kl(
-    clean: Float[Tensor, "rows d_vocab"], ablated: Float[Tensor, "rows d_vocab"]
-) -> Float[Tensor, " rows"]:
+def ships_kl(clean: Float[Tensor, "rows d_vocab"], ablated: Float[Tensor, "rows d_vocab"]) -> Float[Tensor, " rows"]:
     """``KL(softmax(clean) || softmax(ablated))`` per row, both smoothed by :data:`SHIPS_SMOOTHING`.
 
     Examples:

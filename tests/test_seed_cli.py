@@ -1,0 +1,30 @@
+"""``headgraph retrieval`` and ``headgraph ships``: bad input is one line, before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuits.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["retrieval", "--n", "0"], "--n must be a positive number"),
+        (["retrieval", "--draws", "0"], "--draws must be a positive number"),
+        (["retrieval", "--depth", "2"], "depth must be a fraction between 0 and 1"),
+        (["retrieval", "--needle-words", "20"], "needle_words must be an integer from 1 to 12"),
+        (["retrieval", "--haystack", "-3"], "haystack must be a non-negative number"),
+        (["retrieval", "--threshold", "1.5"], "--threshold must lie between 0 and 1"),
+        (["ships", "--task", "nope"], "unknown task 'nope'"),
+        (["ships", "--n", "0"], "--n must be a positive number of prompt pairs"),
+        (["ships", "--eps", "2"], "eps must be a number in [0, 1)"),
+        (["ships", "--ablation", "half"], "--ablation must be one of resample, mean, zero"),
+    ],
+)
+def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("headgraph: error: ") and message in err, err
+    assert "\n" not in err and "loading" not in captured.out
