@@ -42,6 +42,7 @@ COMMANDS = [
     "circuits.commands.view",
     "circuits.commands.retrieval",
     "circuits.commands.ships",
+    "circuits.commands.tune",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -28,3 +28,20 @@ def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[st
     err = captured.err.strip()
     assert err.startswith("headgraph: error: ") and message in err, err
     assert "\n" not in err and "loading" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tune", "--recipe", "lora"], "--recipe must be zerotuning or act"),
+        (["tune", "--objective", "loss"], "--objective accuracy or entropy"),
+        (["tune", "--operation", "pow"], "--operation must be one of add, sub, mul, div"),
+        (["tune", "--task", "ioi", "--operation", "sub"], "--operation applies to the arithmetic task only"),
+        (["tune", "--layers", "5-2"], "--layers must look like 0-5 or 0,2,4"),
+        (["tune", "--k", "0"], "k must be a positive integer"),
+        (["tune", "--n-val", "0"], "--n-val and --n-test must be positive"),
+        (["tune", "--task", "nope"], "unknown task 'nope'"),
+    ],
+)
+def test_tune_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    test_bad_input_is_one_line(capsys, argv, message)
