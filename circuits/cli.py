@@ -43,6 +43,7 @@ COMMANDS = [
     "circuits.commands.retrieval",
     "circuits.commands.ships",
     "circuits.commands.tune",
+    "circuits.commands.lofit",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -45,3 +45,16 @@ def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[st
 )
 def test_tune_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     test_bad_input_is_one_line(capsys, argv, message)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lofit", "--k", "0"], "k must be a positive integer"),
+        (["lofit", "--epochs", "0"], "epochs must be a positive integer"),
+        (["lofit", "--n-train", "0"], "--n-train and --n-test must be positive"),
+        (["lofit", "--operation", "pow"], "--operation must be one of"),
+    ],
+)
+def test_lofit_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    test_bad_input_is_one_line(capsys, argv, message)

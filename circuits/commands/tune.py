@@ -44,7 +44,8 @@ def parse_layers(text: str | None) -> tuple[int, ...] | None:
         raise HeadgraphError(f"--layers must look like 0-5 or 0,2,4, got {text!r}") from None
 
 
-def _task(args: argparse.Namespace) -> Any:
+def task_from_args(args: argparse.Namespace) -> Any:
+    """The task named by ``--task`` (with ``--operation`` for arithmetic)."""
     from tasks import Arithmetic, Operation, get_task
 
     if args.operation is None:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from circuits.model import load_model, text_tokenizer
     from circuits.tune import Objective, Recipe, TuneConfig, tune
 
-    task = _task(args)
+    task = task_from_args(args)
     try:
         recipe, objective = Recipe(args.recipe), Objective(args.objective)
     except ValueError:
