@@ -73,7 +73,7 @@ class TuneConfig:
     Attributes:
         recipe: ZeroTuning or ACT.
         objective: supervised (accuracy) or unsupervised (entropy).
-        profile_values: ZeroTuning's single-head γ sweep (ACT profiles at ``betas[0]``... see ``act_beta``).
+        profile_values: ZeroTuning's single-head γ sweep (ACT profiles at ``act_beta``).
         gammas: ZeroTuning's group γ grid (each side of 1 is searched for its direction).
         act_beta: ACT's profiling β (the paper's default 0.4).
         betas: ACT's group β grid.
