@@ -58,3 +58,7 @@ def test_tune_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: li
 )
 def test_lofit_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     test_bad_input_is_one_line(capsys, argv, message)
+
+
+def test_sahara_steps_must_be_non_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    test_bad_input_is_one_line(capsys, ["ships", "--sahara-steps", "-1"], "--sahara-steps must be non-negative")

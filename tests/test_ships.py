@@ -78,3 +78,22 @@ def test_rank_agreement_is_one_for_a_method_with_itself_and_spearman_handles_tie
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
     assert spearman(a, -a) == pytest.approx(-1.0)
     assert spearman(a, torch.zeros(4)) != spearman(a, torch.zeros(4))  # NaN: a constant ranking
+
+
+def test_sahara_greedy_choice_matches_brute_force_and_silent_heads_do_not_shift(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from circuits.discovery.sahara import representations, sahara, subspace_angle
+
+    model = tiny_model(dtype=torch.float64)
+    with torch.no_grad():
+        model.blocks[1].attn.W_O[3].zero_()  # L1H3 writes nothing: ablating it cannot move anything
+    data = random_dataset(6, 7, seed=4)
+    result = sahara(model, data, steps=2)
+    first = result.candidates[0]
+    assert float(first[1, 3]) == 0.0
+    assert result.heads[0] == Node.of_head(*divmod(int(first.nan_to_num(-1).flatten().argmax()), 4))
+    base = representations(model, data, [])
+    again = subspace_angle(base, representations(model, data, list(result.heads)))
+    assert result.shifts[1] == pytest.approx(again, abs=1e-9)
+    assert torch.isnan(result.candidates[1][result.heads[0].layer, result.heads[0].head])
+    with pytest.raises(HeadgraphError, match="steps"):
+        sahara(model, data, steps=0)

@@ -24,7 +24,7 @@ FILES = ("ships.md", "ships.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.discovery import Ablation, ActivationPatching, Ships
+    from circuits.discovery import Ablation, ActivationPatching, Ships, sahara
     from circuits.model import load_model, text_tokenizer
     from circuits.rank_agreement import rank_agreement
     from tasks import get_task
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise HeadgraphError(f"--ablation must be one of {', '.join(a.value for a in Ablation)}") from None
     ships = Ships(eps=args.eps)
+    if args.sahara_steps < 0:
+        raise HeadgraphError(f"--sahara-steps must be non-negative, got {args.sahara_steps}")
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
@@ -46,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     t_ships = s.seconds
     p = ActivationPatching(ablation=ablation)(model, data, task.metric, progress=not args.quiet)
     agree = rank_agreement(s, p)
+    greedy = sahara(model, data, steps=args.sahara_steps) if args.sahara_steps else None
     command = " ".join(
         shlex.quote(w)
         for w in ["headgraph", "ships", "--task", args.task, "--model", args.model, *dtype_words(args.dtype),
-                  "--n", str(args.n), "--seed", str(args.seed), "--eps", str(args.eps), "--ablation", args.ablation]
+                  "--n", str(args.n), "--seed", str(args.seed), "--eps", str(args.eps), "--ablation", args.ablation,
+                  *(["--sahara-steps", str(args.sahara_steps)] if args.sahara_steps else [])]
     )  # fmt: skip
     top_s, top_p = s.ranked()[:10], p.ranked()[:10]
     lines = [
@@ -69,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
             for i, ((a, va), (b, vb)) in enumerate(zip(top_s, top_p, strict=False), 1)
         ),
     ]
+    if greedy is not None:
+        lines += [
+            "",
+            "Sahara (greedy subspace-angle search, ε = 1e-5): "
+            + ", ".join(f"+{h} → {a:.2f}°" for h, a in zip(greedy.heads, greedy.shifts, strict=True)),
+        ]
     md = "\n".join(lines) + "\n"
     print(md)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "top_overlap": agree.top_overlap,
         "ships_kl": (-s.head_matrix(normalized=False)).tolist(),
         "patching": p.head_matrix(normalized=False).tolist(),
+        "sahara": None if greedy is None else {"heads": [str(h) for h in greedy.heads], "shifts": list(greedy.shifts)},
         "seconds": time.perf_counter() - start,
     }
     (out / "ships.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -95,6 +106,7 @@ def register(sub: Any) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the prompt pairs (default: 0)")
     r.add_argument("--eps", type=float, default=1e-4, help="query scale of the Ships ablation (default: 1e-4)")
     r.add_argument("--ablation", default="resample", help="activation patching's ablation (default: resample)")
+    r.add_argument("--sahara-steps", type=int, default=0, help="also run Sahara's greedy search (default: 0, off)")
     r.add_argument("--out", default="out/ships", help="folder for ships.md and ships.json")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=run)

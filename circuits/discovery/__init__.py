@@ -5,7 +5,8 @@ Edge level: ``edge-patching`` (exact), ``eap``, ``eap-ig`` (gradient estimates, 
 ``path-patching`` (Wang et al., chosen receivers).
 Discrete SAE codes: ``sae-codes`` (nodes), ``sae-code-edges`` (edges), ``sae-patching`` (SAE shortlist,
 then exact patching).
-Query scaling: ``ships`` (Zhou et al. 2025: KL of the next-token distribution, per head).
+Query scaling: ``ships`` (Zhou et al. 2025: KL of the next-token distribution, per head) and
+:func:`sahara` (their greedy subspace-angle search; a head set, not scores).
 """
 
 from circuits.discovery.activation_patching import ActivationPatching, Components, PatchPositions
@@ -26,6 +27,7 @@ from circuits.discovery.sae_codes import (
     pair_outputs,
 )
 from circuits.discovery.sae_patching import SAEPatching, ShortlistBy
+from circuits.discovery.sahara import SaharaResult, sahara
 from circuits.discovery.ships import Ships, ships_kl
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "PathPatching",
     "Positives",
     "SAECodeEdges",
+    "SaharaResult",
     "SAECodeSettings",
     "SAECodes",
     "SAEPatching",
@@ -55,5 +58,6 @@ __all__ = [
     "code_run",
     "method_params",
     "pair_outputs",
+    "sahara",
     "ships_kl",
 ]
