@@ -38,7 +38,7 @@ def spearman(a: Float[Tensor, " n"], b: Float[Tensor, " n"]) -> float:
     """Spearman's rank correlation (Pearson on average ranks); NaN when either is constant.
 
     Examples:
-        >>> spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0, 20.0]))
+        >>> round(spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0, 20.0])), 6)
         0.5
     """
     if a.shape != b.shape or a.ndim != 1 or a.shape[0] < 2:
