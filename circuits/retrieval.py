@@ -37,7 +37,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.interventions import Intervention, ScaleQuery, intervene
-from circuits.model import HookFn, hook_pattern, with_hooks
+from circuits.model import HookFn, hook_pattern, logits_at, with_hooks
 from tasks import PromptPairDataset
 from tasks.retrieval import needle_positions
 
@@ -156,8 +156,14 @@ def decode(
     step_input = prompt.tokens[None].to(device)
     with intervene(model, *interventions), with_hooks(model, hooks):
         for _ in range(max_new_tokens):
-            logits = model(step_input, past_kv_cache=cache, attention_mask=torch.ones_like(step_input))
-            w = int(logits[0, -1].argmax())
+            resid = model(
+                step_input,
+                past_kv_cache=cache,
+                attention_mask=torch.ones_like(step_input),
+                stop_at_layer=n_layers,
+            )  # (1, pos, d_model): only the last position is unembedded
+            last = torch.tensor([resid.shape[1] - 1], device=resid.device)
+            w = int(logits_at(model, resid, last)[0].argmax())
             inside = (top >= prompt.start) & (top < prompt.end)
             copied = inside & (prompt_ids[top.clamp(max=prompt_ids.shape[0] - 1)] == w)
             copies += copied.double() / (prompt.end - prompt.start)
