@@ -41,6 +41,10 @@ COMMANDS = [
     "circuits.commands.repair",
     "circuits.commands.view",
     "circuits.commands.sweep",
+    "circuits.commands.retrieval",
+    "circuits.commands.ships",
+    "circuits.commands.tune",
+    "circuits.commands.lofit",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -16,6 +16,12 @@ Edits:
     each row: ``a'_j = γ a_j / D`` for keys in the set, ``a'_j = a_j / D`` otherwise, with
     ``D = (γ − 1) Σ_set a + 1`` (ZeroTuning, Han et al. 2025, arXiv 2505.11739, for the first token;
     ACT, Yu et al. 2024, likewise for sink tokens).
+  * :class:`CalibrateSinks`: ACT's calibration (Yu et al. 2024, arXiv 2406.15765): keys that receive
+    more than ``τ`` mean attention, except the first of them, keep ``β`` of their attention and the
+    rest goes to the other keys in proportion.
+  * :class:`ScaleQuery`: multiply a head's query by ``ε`` ("undifferentiated attention": Ships,
+    Zhou et al. 2025, arXiv 2410.13708; ``ε = 0`` is the retrieval-head masking of Wu et al. 2024,
+    arXiv 2404.15574): its attention tends to uniform over the causal context.
 """
 
 from __future__ import annotations
@@ -32,15 +38,18 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import Ablation
 from circuits.errors import HeadgraphError
-from circuits.model import HookFn, hook_pattern, hook_z, with_hooks
+from circuits.model import HookFn, hook_attn_scores, hook_pattern, hook_z, with_hooks
 
 __all__ = [
     "AblateHead",
+    "CalibrateSinks",
     "ForceAttention",
     "Intervention",
     "ScaleAttention",
     "ScaleHead",
+    "ScaleQuery",
     "SteerHead",
+    "calibrate_sinks",
     "intervene",
 ]
 
@@ -256,6 +265,91 @@ class ScaleAttention:
             return pattern
 
         return [(hook_pattern(self.layer), fn)]
+
+
+def calibrate_sinks(a: Float[Tensor, "batch q k"], beta: float, tau: float) -> Float[Tensor, "batch q k"]:
+    """ACT on one head's post-softmax pattern (``atten_process_eval`` of github.com/GATECH-EIC/ACT).
+
+    Sinks: keys ``j`` whose mean received attention ``Σ_i a[i, j] / (N − j)`` exceeds ``tau``, minus
+    the first of them (the BOS-like sink is kept). Each row keeps ``beta`` of its sink attention and
+    gives the removed mass ``m_i`` to its other keys in proportion to their attention. A row with no
+    other attention is left unchanged.
+
+    Examples:
+        >>> a = torch.tensor([[[1.0, 0, 0], [0.5, 0.5, 0], [0.2, 0.6, 0.2]]])
+        >>> [round(x, 4) for x in calibrate_sinks(a, 0.5, 0.3)[0, 2].tolist()]  # key 1 is a second sink
+        [0.35, 0.3, 0.35]
+    """
+    n = a.shape[-1]
+    received = a.sum(-2) / torch.arange(n, 0, -1, device=a.device, dtype=a.dtype)  # (batch, k)
+    sink = received > tau
+    first = torch.where(sink.any(-1), sink.int().argmax(-1), n)  # (batch,)
+    sink &= torch.arange(n, device=a.device)[None] != first[:, None]
+    sink = sink[:, None, :]  # (batch, 1, k)
+    removed = (1 - beta) * (a * sink).sum(-1, keepdim=True)  # (batch, q, 1)
+    others = (a * ~sink).sum(-1, keepdim=True)
+    out = torch.where(sink, beta * a, a + removed * a / others.clamp(min=1e-30))
+    return torch.where(others > 0, out, a)
+
+
+@dataclass(frozen=True)
+class CalibrateSinks:
+    """Apply :func:`calibrate_sinks` to head ``(layer, head)``'s pattern (every query row).
+
+    Sinks are found per example over every query row of the pass, so run it on unpadded prompts or
+    prompts whose padding follows the answer position (right padding), as the datasets here are.
+    """
+
+    layer: int
+    head: int
+    beta: float = 0.4
+    tau: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.beta <= 1 or not 0 < self.tau < 1:
+            raise HeadgraphError(f"beta must lie in [0, 1] and tau in (0, 1), got {self.beta} and {self.tau}")
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(pattern: Float[Tensor, "batch head q k"]) -> Tensor:
+            pattern = pattern.clone()
+            pattern[:, self.head] = calibrate_sinks(pattern[:, self.head], self.beta, self.tau)
+            return pattern
+
+        return [(hook_pattern(self.layer), fn)]
+
+
+@dataclass(frozen=True)
+class ScaleQuery:
+    """Multiply head ``(layer, head)``'s query by ``factor`` at every position.
+
+    The pre-softmax scores ``q·k / s`` are linear in the query, so the edit multiplies the head's
+    scores by ``factor`` (masked keys stay ``-inf``). Scaling the scores rather than ``hook_q`` makes
+    it the same edit on every architecture: it equals scaling the query before rotary (rotary is
+    linear), and, on models that normalise queries (Gemma 3's ``q_norm``, applied after ``hook_q``),
+    scaling the normalised query, where a pre-norm scaling would be undone. ``factor`` = 1e-4 is
+    Ships' ablation; 0 makes the attention exactly uniform over the causal context.
+    """
+
+    layer: int
+    head: int
+    factor: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.factor, int | float) or isinstance(self.factor, bool) or not self.factor >= 0:
+            raise HeadgraphError(f"factor must be a non-negative number, got {self.factor!r}")
+
+    def hooks(self, model: HookedTransformer) -> list[tuple[str, HookFn]]:
+        _check_head(model, self.layer, self.head)
+
+        def fn(scores: Float[Tensor, "batch head q k"]) -> Tensor:
+            scores = scores.clone()
+            s = scores[:, self.head]
+            scores[:, self.head] = torch.where(torch.isneginf(s), s, s * self.factor)
+            return scores
+
+        return [(hook_attn_scores(self.layer), fn)]
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Tasks: seeded clean/corrupt prompt pairs, tokenized and validated per tokenizer, with metrics.
 
 Registered tasks (:data:`TASKS`, :func:`get_task`): ``ioi``, ``colored-objects``, ``arithmetic``,
-``mcqa``, ``greater-than`` and ``induction``, one module each. Nothing here imports
+``mcqa``, ``greater-than``, ``induction`` and ``retrieval``, one module each. Nothing here imports
 :mod:`circuits`; tasks are the data contract every discovery method consumes.
 """
 
@@ -25,6 +25,7 @@ from tasks.metrics import (
     normalized,
 )
 from tasks.registry import Registry
+from tasks.retrieval import Retrieval
 from tasks.tokenizer import TextTokenizer
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "PromptPair",
     "PromptPairDataset",
     "Registry",
+    "Retrieval",
     "Targets",
     "Task",
     "TaskError",

@@ -27,7 +27,8 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     [
         (
             ["discover", "--task", "nope"],
-            "unknown task 'nope'; valid tasks: arithmetic, colored-objects, greater-than, induction, ioi, mcqa",
+            "unknown task 'nope'; valid tasks: arithmetic, colored-objects, greater-than, induction, ioi, mcqa, "
+            "retrieval",
         ),
         (["discover", "--method", "magic"], "unknown method 'magic'; valid methods: activation-patching"),
         (["discover", "--model", "not-a-model", "--n", "2"], "unknown model 'not-a-model'"),

@@ -198,4 +198,4 @@ def test_each_invalid_pair_reason_is_counted_then_raised(
 
 
 def test_every_task_is_registered() -> None:
-    assert TASKS.names() == ["arithmetic", "colored-objects", "greater-than", "induction", "ioi", "mcqa"]
+    assert TASKS.names() == ["arithmetic", "colored-objects", "greater-than", "induction", "ioi", "mcqa", "retrieval"]

@@ -138,7 +138,7 @@ def test_multi_token_answers_are_dropped() -> None:
 
 def test_registry_lists_valid_names() -> None:
     assert isinstance(get_task("ioi"), IOI)
-    valid = "arithmetic, colored-objects, greater-than, induction, ioi, mcqa"
+    valid = "arithmetic, colored-objects, greater-than, induction, ioi, mcqa, retrieval"
     with pytest.raises(UnknownNameError, match=f"unknown task 'nope'; valid tasks: {valid}"):
         TASKS["nope"]
 

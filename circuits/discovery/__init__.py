@@ -6,6 +6,8 @@ estimates, full graph), ``relp`` (relevance estimate, full graph),
 ``path-patching`` (Wang et al., chosen receivers).
 Discrete SAE codes: ``sae-codes`` (nodes), ``sae-code-edges`` (edges), ``sae-patching`` (SAE shortlist,
 then exact patching).
+Query scaling: ``ships`` (Zhou et al. 2025: KL of the next-token distribution, per head) and
+:func:`sahara` (their greedy subspace-angle search; a head set, not scores).
 """
 
 from circuits.discovery.activation_patching import ActivationPatching, Components, PatchPositions
@@ -28,6 +30,8 @@ from circuits.discovery.sae_codes import (
     pair_outputs,
 )
 from circuits.discovery.sae_patching import SAEPatching, ShortlistBy
+from circuits.discovery.sahara import SaharaResult, sahara
+from circuits.discovery.ships import Ships, ships_kl
 
 __all__ = [
     "Ablation",
@@ -49,13 +53,17 @@ __all__ = [
     "RelP",
     "Positives",
     "SAECodeEdges",
+    "SaharaResult",
     "SAECodeSettings",
     "SAECodes",
     "SAEPatching",
+    "Ships",
     "ShortlistBy",
     "baseline",
     "build_method",
     "code_run",
     "method_params",
     "pair_outputs",
+    "sahara",
+    "ships_kl",
 ]

@@ -22,6 +22,11 @@ def hook_pattern(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
+def hook_attn_scores(layer: int) -> str:
+    """Pre-softmax attention scores, causal mask applied (``-inf``): ``[batch, head, query_pos, key_pos]``."""
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
 def hook_q(layer: int) -> str:
     """Attention queries before rotary: ``[batch, pos, head, d_head]`` (one per query head)."""
     return f"blocks.{layer}.attn.hook_q"
