@@ -30,6 +30,7 @@ from circuits.model import (
     text_tokenizer,
 )
 from circuits.model.qwen import QWEN_05B_GGUF, QWEN_15B_GGUF
+from tasks import TASKS
 
 pytestmark = [
     pytest.mark.slow,
@@ -182,5 +183,5 @@ def test_every_task_gap_is_positive(name: str, dtype: str) -> None:
         del model
         gc.collect()
     gaps = {r.label: r.clean_metric - r.corrupt_metric for r in report.rows}
-    assert len(gaps) == 6 and all(r.n_pairs >= GAP_PAIRS[name] // 2 for r in report.rows)
+    assert set(gaps) == set(TASKS.names()) and all(r.n_pairs >= GAP_PAIRS[name] // 2 for r in report.rows)
     assert all(g > 0 for g in gaps.values()), gaps
