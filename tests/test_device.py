@@ -44,3 +44,21 @@ def test_planted_scores_on_cuda_equal_the_cpu(method) -> None:  # type: ignore[n
     assert gpu.values.device.type == "cpu" or gpu.values.is_cuda
     assert torch.allclose(gpu.values.cpu().nan_to_num(), cpu.values.nan_to_num(), atol=CUDA_ATOL)
     assert gpu.baseline.clean == pytest.approx(cpu.baseline.clean, abs=CUDA_ATOL)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA device is present: cuda resolves")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["retrieval", "--n", "2"],
+        ["ships", "--n", "2"],
+        ["tune", "--recipe", "zerotuning", "--task", "arithmetic"],
+        ["lofit", "--task", "arithmetic"],
+    ],
+)
+def test_seed_commands_honour_device(capsys: pytest.CaptureFixture[str], tmp_path, argv: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The issue-19 commands pass --device to the model (they used to accept and ignore it)."""
+    status = main([*argv, "--device", "cuda", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("headgraph: error: device cuda: no CUDA device") and err.count("\n") == 1

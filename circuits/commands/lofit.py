@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.commands.tune import task_from_args
 from circuits.errors import HeadgraphError
 
@@ -35,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=not args.quiet)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
+    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
     tok = text_tokenizer(model)
-    train = task.dataset(tok, args.n_train, seed=args.seed)
-    test = task.dataset(tok, args.n_test, seed=args.seed + 1)
+    train = task.dataset(tok, args.n_train, seed=args.seed).to(dev)
+    test = task.dataset(tok, args.n_test, seed=args.seed + 1).to(dev)
     r = lofit(model, train, test, config)
     words = ["headgraph", "lofit", "--task", args.task, *(["--operation", args.operation] if args.operation else [])]
     words += ["--model", args.model, *dtype_words(args.dtype), "--n-train", str(args.n_train)]

@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("retrieval.md", "retrieval.json")
@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=not args.quiet)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
+    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
     task = Retrieval(haystack=args.haystack, depth=args.depth, needle_words=args.needle_words)
-    prompts = needle_prompts(task.dataset(text_tokenizer(model), args.n, seed=args.seed))
+    prompts = needle_prompts(task.dataset(text_tokenizer(model), args.n, seed=args.seed).to(dev))
     scores = retrieval_scores(model, prompts)
     heads = scores.heads(args.threshold)
     n_heads = scores.scores.numel()

@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("ships.md", "ships.json")
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=not args.quiet)
-    data = task.dataset(text_tokenizer(model), args.n, seed=args.seed)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
+    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
+    data = task.dataset(text_tokenizer(model), args.n, seed=args.seed).to(dev)
     s = ships(model, data, task.metric, progress=not args.quiet)
     t_ships = s.seconds
     p = ActivationPatching(ablation=ablation)(model, data, task.metric, progress=not args.quiet)

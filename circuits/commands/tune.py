@@ -18,7 +18,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("tune.md", "tune.json")
@@ -80,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
     print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, dtype=args.dtype, progress=not args.quiet)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
+    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
     tok = text_tokenizer(model)
-    val = task.dataset(tok, args.n_val, seed=args.seed)
-    test = task.dataset(tok, args.n_test, seed=args.seed + 1)
+    val = task.dataset(tok, args.n_val, seed=args.seed).to(dev)
+    test = task.dataset(tok, args.n_test, seed=args.seed + 1).to(dev)
     r = tune(model, val, test, config, progress=not args.quiet)
     words = ["headgraph", "tune", "--recipe", args.recipe, "--objective", args.objective, "--task", args.task]
     if args.operation:
