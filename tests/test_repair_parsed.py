@@ -176,3 +176,27 @@ def test_sweeps_of_another_shape_are_refused(planted: Planted, tiny_model: TinyF
     with pytest.raises(HeadgraphError, match="not of a"):
         repair(planted.model, t.dataset(4, seed=0), t.dataset(4, seed=2), select=t.dataset(4, seed=1),
                scores=(other, other), progress=False)  # fmt: skip
+
+
+def test_shortlist_patches_exactly_the_top_heads_by_attribution(planted: Planted) -> None:
+    """With a shortlist as large as the model, the sweep is the full one; with k heads, exactly the k
+    heads attribution patching ranks first are patched (the others NaN), with the full sweep's values."""
+    from circuits.discovery import AttributionPatching
+    from circuits.repair.workflow import _circuit_scores
+    from tasks.metrics import LogitDiff
+
+    data, metric = planted.task.dataset(16, seed=0), LogitDiff()
+    n_heads = planted.model.cfg.n_heads * planted.model.cfg.n_layers
+    full = _circuit_scores(planted.model, data, metric, RepairConfig(), False)
+    same = _circuit_scores(planted.model, data, metric, RepairConfig(shortlist=n_heads), False)
+    torch.testing.assert_close(same.values, full.values, equal_nan=True)
+    atp = AttributionPatching()(planted.model, data, metric, progress=False)
+    g = atp.graph
+    top = sorted(g.heads, key=lambda h: -abs(float(atp.values[g.node_index(h)])))[:3]
+    short = _circuit_scores(planted.model, data, metric, RepairConfig(shortlist=3), False)
+    for h in g.heads:
+        i = g.node_index(h)
+        if h in top:
+            assert float(short.values[i]) == pytest.approx(float(full.values[i]), abs=1e-9)
+        else:
+            assert torch.isnan(short.values[i])
