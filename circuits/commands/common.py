@@ -90,6 +90,16 @@ def model_device(args: Any) -> str:
     return resolve_device(getattr(args, "device", DEFAULT_DEVICE.value))
 
 
+def load_args_model(args: Any) -> tuple[Any, str]:
+    """Load ``--model`` with ``--device``/``--dtype`` (announced, bars unless ``--quiet``); return the
+    model and the device its prompts must follow."""
+    from circuits.model import load_model
+
+    print(f"loading {args.model} ...", flush=True)
+    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
+    return model, model.cfg.device or "cpu"
+
+
 def add_dtype_option(parser: Any) -> None:
     """``--dtype float32|bfloat16`` (parsed by :class:`Precision`) and ``--device`` on a command that
     loads a model."""

@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, load_args_model, prepare_output_dir
 from circuits.commands.tune import task_from_args
 from circuits.errors import HeadgraphError
 
@@ -26,7 +26,7 @@ FILES = ("lofit.md", "lofit.json")
 
 def run(args: argparse.Namespace) -> int:
     from circuits.lofit import LoFiTConfig, lofit
-    from circuits.model import load_model, text_tokenizer
+    from circuits.model import text_tokenizer
 
     task = task_from_args(args)
     if args.n_train <= 0 or args.n_test <= 0:
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     config = LoFiTConfig(k=args.k, epochs=args.epochs, controls=args.controls, seed=args.seed)
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
-    print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
-    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
+    model, dev = load_args_model(args)
     tok = text_tokenizer(model)
     train = task.dataset(tok, args.n_train, seed=args.seed).to(dev)
     test = task.dataset(tok, args.n_test, seed=args.seed + 1).to(dev)

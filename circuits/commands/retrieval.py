@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, load_args_model, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("retrieval.md", "retrieval.json")
@@ -35,16 +35,14 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.model import load_model, text_tokenizer
+    from circuits.model import text_tokenizer
     from circuits.retrieval import needle_prompts, retrieval_knockout, retrieval_scores
     from tasks import Retrieval
 
     _check(args)
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
-    print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
-    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
+    model, dev = load_args_model(args)
     task = Retrieval(haystack=args.haystack, depth=args.depth, needle_words=args.needle_words)
     prompts = needle_prompts(task.dataset(text_tokenizer(model), args.n, seed=args.seed).to(dev))
     scores = retrieval_scores(model, prompts)

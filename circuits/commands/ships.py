@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, load_args_model, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("ships.md", "ships.json")
@@ -25,7 +25,7 @@ FILES = ("ships.md", "ships.json")
 
 def run(args: argparse.Namespace) -> int:
     from circuits.discovery import Ablation, ActivationPatching, Ships, sahara
-    from circuits.model import load_model, text_tokenizer
+    from circuits.model import text_tokenizer
     from circuits.rank_agreement import rank_agreement
     from tasks import get_task
 
@@ -41,9 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise HeadgraphError(f"--sahara-steps must be non-negative, got {args.sahara_steps}")
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
-    print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
-    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
+    model, dev = load_args_model(args)
     data = task.dataset(text_tokenizer(model), args.n, seed=args.seed).to(dev)
     s = ships(model, data, task.metric, progress=not args.quiet)
     t_ships = s.seconds

@@ -18,7 +18,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, dtype_words, load_args_model, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 FILES = ("tune.md", "tune.json")
@@ -59,7 +59,7 @@ def task_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.model import load_model, text_tokenizer
+    from circuits.model import text_tokenizer
     from circuits.tune import Objective, Recipe, TuneConfig, tune
 
     task = task_from_args(args)
@@ -79,9 +79,7 @@ def run(args: argparse.Namespace) -> int:
     )
     out = prepare_output_dir(args.out, FILES)
     start = time.perf_counter()
-    print(f"loading {args.model} ...", flush=True)
-    model = load_model(args.model, device=model_device(args), dtype=args.dtype, progress=not args.quiet)
-    dev = model.cfg.device or "cpu"  # the prompts follow the model's device
+    model, dev = load_args_model(args)
     tok = text_tokenizer(model)
     val = task.dataset(tok, args.n_val, seed=args.seed).to(dev)
     test = task.dataset(tok, args.n_test, seed=args.seed + 1).to(dev)
