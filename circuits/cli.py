@@ -45,6 +45,7 @@ COMMANDS = [
     "circuits.commands.ships",
     "circuits.commands.tune",
     "circuits.commands.lofit",
+    "circuits.commands.stages",
 ]
 """Subcommand modules, in the order ``--help`` lists them."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformer_lens import HookedTransformer
 
 from circuits.discovery import EdgePatching, PathPatching
@@ -15,12 +17,13 @@ from circuits.model import (
     hook_resid_pre,
     hook_z,
     logits_at,
+    prepare_model_,
     receiver_inputs,
     run_with_cache,
     with_hooks,
 )
 from tasks import LogitDiff, PromptPairDataset
-from tests.conftest import TinyFactory, random_dataset
+from tests.conftest import TinyFactory, random_dataset, tiny_config
 
 METRIC = LogitDiff()
 ATOL = 1e-5
@@ -109,3 +112,41 @@ def test_unknown_receiver_raises_at_call(tiny_model: TinyFactory) -> None:
 def test_bad_settings_raise(bad: dict[str, object]) -> None:
     with pytest.raises((HeadgraphError, TypeError)):
         PathPatching(**bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    family=st.sampled_from(list(MODELS)),
+    seed=st.integers(0, 10_000),
+    picks=st.sets(st.tuples(st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=5),
+    inputs=st.sampled_from(["q", "kv", "qkv"]),
+    freeze_mlps=st.booleans(),
+)
+def test_restricted_senders_score_as_in_the_full_run(
+    family: str, seed: int, picks: set[tuple[int, int]], inputs: str, freeze_mlps: bool
+) -> None:
+    """Restricting the senders only skips work: each chosen sender's edge scores equal those of the
+    run that scores every head, and nothing else is scored."""
+    torch.manual_seed(seed)
+    model = prepare_model_(HookedTransformer(tiny_config(seed=seed, **MODELS[family])))
+    data = random_dataset(n=3, length=6, diff_from=2, seed=seed)
+    receivers = "logits,L2H0,L1H2"
+    senders = ",".join(f"L{layer}H{head}" for layer, head in sorted(picks))
+    common = {"receivers": receivers, "inputs": inputs, "freeze_mlps": freeze_mlps, "max_rows": 7}
+    full = PathPatching(**common)(model, data, METRIC, progress=False)  # type: ignore[arg-type]
+    part = PathPatching(senders=senders, **common)(model, data, METRIC, progress=False)  # type: ignore[arg-type]
+    chosen = {Node.of_head(layer, head) for layer, head in picks}
+    expect = torch.tensor([e.src in chosen and not torch.isnan(full.values[i]) for i, e in enumerate(full.graph.edges)])
+    assert torch.equal(~torch.isnan(part.values), expect)
+    torch.testing.assert_close(part.values[expect], full.values[expect], atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("senders", ["MLP1", "logits", "L1H0,input", "L1X"])
+def test_senders_must_be_heads(senders: str) -> None:
+    with pytest.raises(HeadgraphError, match="sender|not a node"):
+        PathPatching(senders=senders)
+
+
+def test_unknown_sender_raises_at_call(tiny_model: TinyFactory) -> None:
+    with pytest.raises(HeadgraphError, match="not in"):
+        PathPatching(senders="L9H0")(tiny_model(), random_dataset(n=2), METRIC, progress=False)

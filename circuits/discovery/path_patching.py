@@ -85,6 +85,10 @@ class PathPatching:
     Attributes:
         receivers: comma-separated receiver nodes: ``logits``, heads (``L9H6``) or MLPs (``MLP3``).
         inputs: which inputs of head receivers to patch, any of ``q``, ``k``, ``v`` (e.g. ``"qk"``).
+        senders: comma-separated sender heads to score (``L3H1,L5H0``); empty scores every head
+            upstream of a receiver. Restricting the senders only skips work: a sender's scores do not
+            depend on which other senders are scored (tested). Merullo et al.'s stage rule
+            (:mod:`circuits.stages`) uses it to confirm a shortlist exactly.
         freeze_mlps: also freeze MLP outputs in step 1 (then only the direct path counts).
         ablation: what replaces the sender's clean output.
         batch_size: prompts per forward (before stacking senders).
@@ -95,6 +99,7 @@ class PathPatching:
     level: ClassVar[Level] = Level.EDGE
     receivers: str = "logits"
     inputs: str = "qkv"
+    senders: str = ""
     freeze_mlps: bool = False
     ablation: Ablation = Ablation.RESAMPLE
     batch_size: int = 32
@@ -110,6 +115,14 @@ class PathPatching:
             raise HeadgraphError("path patching needs at least one receiver")
         if any(n.kind is NodeKind.INPUT for n in nodes):
             raise HeadgraphError("the input cannot be a receiver")
+        if any(n.kind is not NodeKind.HEAD for n in self.sender_nodes(n_layers=10**6) or []):
+            raise HeadgraphError(f"senders must be heads (e.g. L3H1), got {self.senders!r}")
+
+    def sender_nodes(self, n_layers: int) -> list[Node] | None:
+        """The chosen sender heads, or None for every head."""
+        if not self.senders.strip():
+            return None
+        return [Node.parse(name.strip(), n_layers) for name in self.senders.split(",") if name.strip()]
 
     def receiver_nodes(self, n_layers: int) -> list[Node]:
         """The receivers as nodes of a model with ``n_layers`` layers."""
@@ -126,7 +139,18 @@ class PathPatching:
         for r in receivers:
             graph.node_index(r)  # raises for a node the model does not have
         inputs = [QKV(c) for c in self.inputs]
-        sender_layers = [layer for layer in range(cfg.n_layers) if any(_feeds_receiver(layer, r) for r in receivers)]
+        chosen = self.sender_nodes(cfg.n_layers)
+        for s in chosen or []:
+            graph.node_index(s)  # raises for a head the model does not have
+        heads_of = {
+            layer: sorted({s.head or 0 for s in chosen if s.layer == layer}) if chosen else list(range(cfg.n_heads))
+            for layer in range(cfg.n_layers)
+        }
+        sender_layers = [
+            layer
+            for layer in range(cfg.n_layers)
+            if heads_of[layer] and any(_feeds_receiver(layer, r) for r in receivers)
+        ]
         mlp_layers = sorted({r.layer for r in receivers if r.kind is NodeKind.MLP})
         means = mean_sender_acts(model, data, self.batch_size, terms=True).z if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(len(graph.edges), dtype=torch.float64)
@@ -155,8 +179,8 @@ class PathPatching:
                 ]
             ).cpu()
             k = max(1, self.max_rows // b)
-            heads = list(range(cfg.n_heads))
             for layer in sender_layers:
+                heads = heads_of[layer]
                 for first in range(0, len(heads), k):
                     chunk = heads[first : first + k]
                     ablated_z = self._ablated_z(_z(model, c_cache, layer), means, layer, run.cache[hook_z(layer)])
