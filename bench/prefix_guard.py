@@ -20,7 +20,7 @@ from unittest import mock
 import torch
 
 from circuits.discovery import EAP
-from circuits.discovery.edges import prefix_length
+from circuits.engine.edges import prefix_length
 from circuits.model import DEFAULT_MODEL, PrefixGuard, load_model, receiver_inputs, resumable_run, text_tokenizer
 from circuits.model.forward import logits_at, prefix_tolerance, resume_to_logits
 from tasks import IOI

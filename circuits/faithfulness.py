@@ -4,7 +4,7 @@ Definitions (Hanna, Pezzelle & Belinkov 2024; MIB circuit track, Mueller et al. 
 ``MIB_circuit_track/evaluation.py``):
 
 * m(C): the mean metric when every edge outside circuit C is ablated
-  (:mod:`circuits.discovery.edge_ablation`: a receiver reads the ablated output of every sender
+  (:mod:`circuits.engine.edge_ablation`: a receiver reads the ablated output of every sender
   whose edge to it is not in C); m(full) is the clean metric, m(∅) the metric with every edge
   ablated (the corrupt metric under resample ablation).
 * normalized faithfulness f(C) = (m(C) − m(∅)) / (m(full) − m(∅)).
@@ -45,9 +45,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation
-from circuits.discovery.edge_ablation import AblationBatch, ablated_logits, prepare_batch
-from circuits.discovery.edges import EdgeLayout, mean_sender_acts
+from circuits.engine.ablation import Ablation
+from circuits.engine.edge_ablation import AblationBatch, ablated_logits, prepare_batch
+from circuits.engine.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node
 from circuits.model import PrefixGuard, check_edge_support, graph_of, run_to_logits

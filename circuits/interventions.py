@@ -36,7 +36,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation
+from circuits.engine.ablation import Ablation
 from circuits.errors import HeadgraphError
 from circuits.model import HookFn, hook_attn_scores, hook_pattern, hook_z, with_hooks
 

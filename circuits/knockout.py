@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation, baseline, corrupt_means
+from circuits.engine.ablation import Ablation, baseline, corrupt_means
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.interventions import AblateHead, intervene

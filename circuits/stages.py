@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery import EAP, Ablation, PathPatching
-from circuits.discovery.base import check_ablation, check_positive
+from circuits.engine.ablation import check_ablation, check_positive
 from circuits.errors import HeadgraphError
 from circuits.evaluation import MERULLO_FRACTION, importance, stage_heads
 from circuits.graph import Node, NodeKind

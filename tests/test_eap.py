@@ -9,8 +9,8 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuits.discovery import EAP, EAPIG, Ablation, EdgePatching
-from circuits.discovery.edge_ablation import AblationBatch, ablated_logits, prepare_batch
-from circuits.discovery.edges import EdgeLayout, SenderActs, sender_acts
+from circuits.engine.edge_ablation import AblationBatch, ablated_logits, prepare_batch
+from circuits.engine.edges import EdgeLayout, SenderActs, sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Graph, Node
 from circuits.model import (

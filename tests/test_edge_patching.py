@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from circuits.discovery import Ablation, ActivationPatching, EdgePatching
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
-from circuits.discovery.edges import ActivePositions, EdgeLayout
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch
+from circuits.engine.edges import ActivePositions, EdgeLayout
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node, NodeKind
 from circuits.model import run_to_logits
@@ -67,7 +67,7 @@ def test_ablating_all_edges_out_of_a_head_is_activation_patching(tiny_model: Tin
     layout = EdgeLayout(graph)
     heads = list(graph.heads)
     ablate = torch.tensor([[e.src == h for e in graph.edges] for h in heads])
-    from circuits.discovery.edges import mean_sender_acts
+    from circuits.engine.edges import mean_sender_acts
 
     means = mean_sender_acts(model, data, 32) if ablation is Ablation.MEAN else None
     logits = ablated_logits(model, layout, prepare_batch(model, data, ablation, means), ablate)

@@ -35,8 +35,8 @@ from transformer_lens import HookedTransformer
 from transformer_lens.patching import get_act_patch_attn_head_out_all_pos
 
 from circuits.discovery import Ablation, ActivationPatching, EdgePatching
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
-from circuits.discovery.edges import EdgeLayout
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch
+from circuits.engine.edges import EdgeLayout
 from circuits.errors import HeadgraphError
 from circuits.graph import Edge
 from circuits.groundtruth.planted import Layout

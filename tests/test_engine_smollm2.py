@@ -12,8 +12,8 @@ from transformer_lens import HookedTransformer
 
 from circuits.cli import main
 from circuits.discovery import EAP, Ablation
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
-from circuits.discovery.edges import EdgeLayout
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch
+from circuits.engine.edges import EdgeLayout
 from circuits.model import run_to_logits, text_tokenizer
 from tasks import IOI
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from circuits.discovery import EAP, EAPIG, Ablation, EdgePatching, PathPatching
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
-from circuits.discovery.edges import ActivePositions, EdgeLayout, SenderActs, mean_sender_acts, sender_acts
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch
+from circuits.engine.edges import ActivePositions, EdgeLayout, SenderActs, mean_sender_acts, sender_acts
 from circuits.errors import HeadgraphError
 from circuits.faithfulness import CircuitRunner
 from circuits.graph import NodeKind

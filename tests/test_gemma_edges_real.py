@@ -16,8 +16,8 @@ pytest.importorskip(
 )
 
 from circuits.discovery import EAPIG, Ablation  # noqa: E402  (after the skip)
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch  # noqa: E402
-from circuits.discovery.edges import EdgeLayout  # noqa: E402
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch  # noqa: E402
+from circuits.engine.edges import EdgeLayout  # noqa: E402
 from circuits.model import GEMMA_MODEL, load_model, run_to_logits, text_tokenizer  # noqa: E402
 from tasks import IOI  # noqa: E402
 

@@ -26,7 +26,7 @@ if typing.TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.discovery.base import Ablation
+    from circuits.engine.ablation import Ablation
     from circuits.faithfulness import (
         PERCENTAGES,
         CircuitRunner,

@@ -24,7 +24,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import Components
 from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
-from circuits.discovery.edges import (
+from circuits.engine.edges import (
     ActivePositions,
     acts_from_cache,
     corrupt_run,

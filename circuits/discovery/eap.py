@@ -26,7 +26,7 @@ post-attention RMS norm with the scale of the run (:mod:`circuits.model.edges`),
 v's input is u's corrupt-run term minus its clean-run term, the change exact edge patching makes.
 
 Where the time goes (../shared/DESIGN.md §6): one corrupt forward without a graph keeps every
-sender's output at the active positions (:class:`~circuits.discovery.edges.ActivePositions`);
+sender's output at the active positions (:class:`~circuits.engine.edges.ActivePositions`);
 each gradient run keeps the clean outputs and, with one backward pass, the gradient at every
 head's q/k/v (``d_head`` wide), every MLP input and the final residual. A head's q gradient g
 becomes the gradient at its input residual x through the projection and the block's norm,
@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
-from circuits.discovery.edges import (
+from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
     SenderActs,

@@ -42,7 +42,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
 from circuits.discovery.eap import gradient_run
-from circuits.discovery.edges import (
+from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
     acts_from_cache,

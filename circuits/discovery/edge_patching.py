@@ -1,7 +1,7 @@
 """Exact edge patching: the metric change when one edge alone is ablated, one forward per edge.
 
 For each edge u → v of the graph and each clean prompt, v's own input is given u's ablated output
-in place of its clean one (:mod:`circuits.discovery.edge_ablation`) and the change of the metric is
+in place of its clean one (:mod:`circuits.engine.edge_ablation`) and the change of the metric is
 recorded: the quantity EAP and EAP-IG estimate (Syed et al. 2023; EAP-IG's ``exact`` method). It
 costs one forward pass per edge (variants stack on the batch dimension), so it is the reference on
 small models; the embedded default has 123,211 edges.
@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
-from circuits.discovery.edge_ablation import ablated_logits, prepare_batch
-from circuits.discovery.edges import EdgeLayout, mean_sender_acts
+from circuits.engine.edge_ablation import ablated_logits, prepare_batch
+from circuits.engine.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.model import PrefixGuard, graph_of, run_to_logits
 from circuits.scores import Level, Scores

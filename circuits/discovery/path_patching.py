@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
-from circuits.discovery.edges import mean_sender_acts
+from circuits.engine.edges import mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.model import (
@@ -49,10 +49,6 @@ from circuits.model import (
     ResumableRun,
     check_edge_support,
     graph_of,
-    has_post_norm,
-    head_term_weights,
-    hook_attn_out,
-    hook_attn_post_scale,
     hook_k_input,
     hook_mlp_in,
     hook_mlp_out,
@@ -67,6 +63,8 @@ from circuits.model import (
     resume_to_resid,
     run_with_cache,
     sender_scale_hooks,
+    stacked_sender_ablation,
+    term_z,
 )
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
@@ -183,7 +181,7 @@ class PathPatching:
                 heads = heads_of[layer]
                 for first in range(0, len(heads), k):
                     chunk = heads[first : first + k]
-                    ablated_z = self._ablated_z(_z(model, c_cache, layer), means, layer, run.cache[hook_z(layer)])
+                    ablated_z = self._ablated_z(term_z(model, c_cache, layer), means, layer, run.cache[hook_z(layer)])
                     captured = self._step_one(model, run, layer, chunk, ablated_z, receivers, graph.has_mlps)
                     patched = self._step_two(model, run, batch, metric, layer, chunk, captured, receivers, inputs)
                     for edge, effect in patched:
@@ -223,26 +221,16 @@ class PathPatching:
         v = len(chunk)
         captured: dict[str, Tensor] = {}
 
+        sender_z, extra = stacked_sender_ablation(
+            model, layer, chunk, run.cache[hook_z(layer)], term_z(model, run.cache, layer), ablated_z
+        )
+
         def frozen(level: int) -> HookFn:
-            clean = run.cache[hook_z(level)]
-
-            def hook(_out: Tensor) -> Tensor:
-                new = clean.repeat(v, 1, 1, 1)
-                if level == layer and not has_post_norm(model):
-                    b = clean.shape[0]
-                    for i, h in enumerate(chunk):
-                        new[i * b : (i + 1) * b, :, h] = ablated_z[:, :, h]
-                return new
-
-            return hook
+            z = sender_z if level == layer else run.cache[hook_z(level)].repeat(v, 1, 1, 1)
+            return lambda _out: z
 
         hooks: list[tuple[str, HookFn]] = [(hook_z(level), frozen(level)) for level in range(layer, model.cfg.n_layers)]
-        if has_post_norm(model):  # the sender's layer stays clean; its term changes after the norm
-            b = run.cache[hook_z(layer)].shape[0]
-            dz = ablated_z[:, :, chunk] - _z(model, run.cache, layer)[:, :, chunk]  # (b, pos, v, d_head)
-            w_o = head_term_weights(model, layer)[chunk]  # (v, d_head, d_model)
-            delta = torch.einsum("bpve,ved->vbpd", dz, w_o).reshape(v * b, *dz.shape[1:2], -1)
-            hooks.append((hook_attn_out(layer), lambda out: out + delta))
+        hooks += extra
         if self.freeze_mlps and has_mlps:
             hooks += [
                 (hook_mlp_out(level), lambda _out, level=level: run.cache[hook_mlp_out(level)].repeat(v, 1, 1))
@@ -298,12 +286,6 @@ class PathPatching:
                 effect = metric(logits_at(model, resid, pos), targets)
                 out += [(Edge(s, r), effect) for s in senders]
         return out
-
-
-def _z(model: HookedTransformer, cache: dict[str, Tensor], layer: int) -> Float[Tensor, "batch pos head d_head"]:
-    """Layer ``layer``'s ``z`` from ``cache``, divided by the post-norm scale on post-norm models (term ``z``)."""
-    z = cache[hook_z(layer)]
-    return z / cache[hook_attn_post_scale(layer)][..., None] if has_post_norm(model) else z
 
 
 def _feeds_receiver(layer: int, receiver: Node) -> bool:

@@ -35,9 +35,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation, check_positive
 from circuits.discovery.eap import dense_scores, gradient_run
-from circuits.discovery.edges import ActivePositions, EdgeLayout, corrupt_run, prefix_length
+from circuits.engine.ablation import Ablation, check_positive
+from circuits.engine.edges import ActivePositions, EdgeLayout, corrupt_run, prefix_length
 from circuits.errors import HeadgraphError
 from circuits.graph import Edge, Graph
 from circuits.model import (

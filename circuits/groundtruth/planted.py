@@ -30,7 +30,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import torch
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation
+from circuits.engine.ablation import Ablation
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.model import attention_weights, graph_of

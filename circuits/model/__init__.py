@@ -44,6 +44,9 @@ from circuits.model.edges import (
     head_weights,
     receiver_inputs,
     sender_scale_hooks,
+    sender_term_hooks,
+    stacked_sender_ablation,
+    term_z,
 )
 from circuits.model.facts import ModelInfo, graph_of, model_info, prepare_model_, text_tokenizer
 from circuits.model.forward import (
@@ -135,6 +138,9 @@ __all__ = [
     "head_direct_logits",
     "head_direct_logits_by_key",
     "head_term_weights",
+    "sender_term_hooks",
+    "stacked_sender_ablation",
+    "term_z",
     "head_weights",
     "hook_attn_out",
     "hook_attn_post_scale",

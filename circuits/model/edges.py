@@ -13,21 +13,24 @@ ablating the edge u → v replaces u's term by its ablated term in v's input onl
 sender, so its term is simply its post-norm output (``hook_mlp_out`` comes after ``ln2_post``).
 The price: the heads of one layer share the scale, so one head's term depends on its layer-mates'
 outputs through ``s_l``. :func:`head_term_weights` folds ``w`` into ``W_O``; senders divide ``z``
-by ``s_l`` (:func:`sender_scale_hooks`).
+by ``s_l`` (:func:`sender_scale_hooks`). Methods never ask which kind of model they run on: they
+read sender terms (:func:`term_z`, :func:`sender_term_hooks`) and ablate senders through
+:func:`stacked_sender_ablation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.errors import HeadgraphError
-from circuits.model.hooks import hook_attn_post_scale
+from circuits.model.hooks import HookFn, hook_attn_out, hook_attn_post_scale, hook_z
 
 
 def check_edge_support(model: HookedTransformer) -> None:
@@ -78,6 +81,63 @@ def head_term_weights(model: HookedTransformer, layer: int) -> Float[Tensor, "he
     if has_post_norm(model):
         w_o = w_o * model.blocks[layer].ln1_post.w.detach()
     return w_o
+
+
+def term_z(model: HookedTransformer, cache: Mapping[str, Tensor], layer: int) -> Float[Tensor, "batch pos head d_head"]:
+    """Layer ``layer``'s *sender term* ``z`` from a cache holding ``hook_z`` and :func:`sender_scale_hooks`:
+    ``z`` itself, or ``z`` divided by the post-norm scale on post-norm models, so that
+    ``term_z @ head_term_weights`` is each head's term in the residual stream."""
+    z = cache[hook_z(layer)]
+    return z / cache[hook_attn_post_scale(layer)][..., None] if has_post_norm(model) else z
+
+
+def sender_term_hooks(
+    model: HookedTransformer, layer: int, on_term: Callable[[Tensor], None]
+) -> list[tuple[str, HookFn]]:
+    """Hooks that call ``on_term`` with layer ``layer``'s sender term ``z`` (:func:`term_z`) during a run.
+
+    On post-norm models the term needs the run's own post-norm scale, which comes after ``hook_z``:
+    ``z`` waits until the scale hook fires. The hooks record only (they return nothing).
+    """
+    if not has_post_norm(model):
+        return [(hook_z(layer), lambda z: on_term(z))]
+    waiting: list[Tensor] = []
+
+    def keep(z: Tensor) -> None:
+        waiting.append(z)
+
+    def release(scale: Tensor) -> None:
+        on_term(waiting.pop() / scale[..., None])
+
+    return [(hook_z(layer), keep), (hook_attn_post_scale(layer), release)]
+
+
+def stacked_sender_ablation(
+    model: HookedTransformer,
+    layer: int,
+    heads: Sequence[int],
+    clean_z: Float[Tensor, "batch pos head d_head"],
+    clean_term: Float[Tensor, "batch pos head d_head"],
+    ablated_term: Float[Tensor, "batch pos head d_head"],
+) -> tuple[Tensor, list[tuple[str, HookFn]]]:
+    """Copies of a batch in which copy ``i`` has sender ``heads[i]`` of ``layer`` ablated (path
+    patching's step 1, Wang et al. 2022): the ``z`` the layer's ``hook_z`` must output for the
+    stacked copies (copy-major rows), and any further hooks.
+
+    Pre-norm models: the sender's ``z`` is replaced by its ablated ``z``. Post-norm models: ``z``
+    stays clean (patching it would change the norm's shared scale, so every other head's term) and
+    the sender's ablated-minus-clean term is added to the layer's attention output.
+    """
+    v, b = len(heads), clean_z.shape[0]
+    z = clean_z.repeat(v, 1, 1, 1)
+    if not has_post_norm(model):
+        for i, h in enumerate(heads):
+            z[i * b : (i + 1) * b, :, h] = ablated_term[:, :, h]
+        return z, []
+    dz = ablated_term[:, :, list(heads)] - clean_term[:, :, list(heads)]  # (b, pos, v, d_head)
+    w_o = head_term_weights(model, layer)[list(heads)]  # (v, d_head, d_model)
+    delta = torch.einsum("bpve,ved->vbpd", dz, w_o).reshape(v * b, dz.shape[1], -1)
+    return z, [(hook_attn_out(layer), lambda out: out + delta)]
 
 
 @contextmanager

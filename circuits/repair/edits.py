@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.discovery.base import Ablation
+from circuits.engine.ablation import Ablation
 from circuits.errors import HeadgraphError
 from circuits.graph import Node, NodeKind
 from circuits.interventions import AblateHead, ForceAttention, Intervention, ScaleAttention

@@ -57,7 +57,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import ActivationPatching, PatchPositions
 from circuits.discovery.attribution_patching import AttributionPatching
-from circuits.discovery.base import check_positive
+from circuits.engine.ablation import check_positive
 from circuits.errors import HeadgraphError
 from circuits.evaluation import Overlap, task_overlap
 from circuits.graph import Node

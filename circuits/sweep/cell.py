@@ -147,7 +147,7 @@ def _discover(cell: Cell, spec: SweepSpec, device: str) -> tuple[Any, Circuit | 
 
 
 def _resample() -> Any:
-    from circuits.discovery.base import Ablation
+    from circuits.engine.ablation import Ablation
 
     return Ablation.RESAMPLE
 

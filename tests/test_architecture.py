@@ -1,0 +1,107 @@
+"""The layering the architecture pass set up (issue 17), checked on the source so it cannot regress.
+
+* The edge engine (:mod:`circuits.engine`: ablation vocabulary, sender/receiver layout, edge
+  ablation) sits one layer under the discovery methods: only the modules that *run* methods (the
+  CLI, the pipeline, workflows, registry users) import :mod:`circuits.discovery`.
+* Architecture knowledge stays in the model adapter: no ``has_post_norm`` outside :mod:`circuits.model`.
+* The old import paths of moved modules still work, with a DeprecationWarning, and give the same objects.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("circuits", "saes", "tasks")
+
+METHOD_USERS = {
+    "circuits/__init__.py",
+    "circuits/cli.py",
+    "circuits/pipeline.py",
+    "circuits/stages.py",
+    "circuits/code_labels.py",
+    "circuits/repair/workflow.py",
+    "circuits/groundtruth/benchmark.py",
+    "circuits/groundtruth/golden.py",
+}
+"""Modules outside the methods package that run methods (besides commands/ and sweep/)."""
+METHOD_USER_FOLDERS = ("circuits/discovery/", "circuits/commands/", "circuits/sweep/")
+
+
+def _sources() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth of its code (absolute names)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_only_method_users_import_the_methods_package() -> None:
+    offenders = {
+        _rel(p): sorted(m for m in _imports(p) if m == "circuits.discovery" or m.startswith("circuits.discovery."))
+        for p in _sources()
+        if _rel(p) not in METHOD_USERS and not _rel(p).startswith(METHOD_USER_FOLDERS)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_engine_imports_no_method() -> None:
+    engine = [p for p in _sources() if _rel(p).startswith("circuits/engine/")]
+    assert engine, "circuits/engine is missing"
+    for p in engine:
+        assert not [m for m in _imports(p) if m.startswith("circuits.discovery")], _rel(p)
+
+
+def test_post_norm_knowledge_stays_in_the_model_adapter() -> None:
+    leaks = []
+    for p in _sources():
+        if _rel(p).startswith("circuits/model/"):
+            continue
+        tree = ast.parse(p.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+            aliases = [a.name for a in node.names] if isinstance(node, ast.ImportFrom | ast.Import) else []
+            if name == "has_post_norm" or "has_post_norm" in aliases:
+                leaks.append(f"{_rel(p)}:{node.lineno}")
+    assert leaks == []
+
+
+MOVED = [
+    ("circuits.discovery.edges", "circuits.engine.edges"),
+    ("circuits.discovery.edge_ablation", "circuits.engine.edge_ablation"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), MOVED)
+def test_old_paths_warn_and_alias_the_moved_module(old: str, new: str) -> None:
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+
+
+def test_the_ablation_vocabulary_is_one_object_everywhere() -> None:
+    from circuits.discovery import Ablation as from_methods
+    from circuits.engine import Ablation as from_engine
+
+    assert from_methods is from_engine
