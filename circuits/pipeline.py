@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from enum import Enum
 from typing import Any
 
 from transformer_lens import HookedTransformer
@@ -16,6 +14,7 @@ from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info, text_tokenizer
 from circuits.result_checks import result_warnings
 from circuits.scores import Level
+from circuits.settings import to_json
 from tasks import PromptPairDataset, Task
 from tasks.metrics import candidate_chance
 
@@ -23,17 +22,8 @@ __all__ = ["discover", "task_settings"]
 
 
 def task_settings(task: Task) -> dict[str, Any]:
-    """A task's settings (its dataclass fields), JSON-ready."""
-    if not dataclasses.is_dataclass(task):
-        return {}
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(task):
-        v = getattr(task, f.name)
-        if isinstance(v, tuple):
-            out[f.name] = [x.value if isinstance(x, Enum) else x for x in v]
-        else:
-            out[f.name] = v.value if isinstance(v, Enum) else v
-    return out
+    """A task's settings (its dataclass fields), JSON-ready (:func:`circuits.settings.to_json`)."""
+    return to_json(task)
 
 
 def discover(

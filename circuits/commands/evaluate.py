@@ -10,16 +10,15 @@ the curve and writes ``faithfulness.png`` and ``faithfulness.json`` beside the f
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import typing
 from collections.abc import Mapping
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from circuits.commands.common import add_dtype_option, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
+from circuits.settings import parse_choice
 
 if typing.TYPE_CHECKING:
     from circuits.faithfulness import FaithfulnessReport
@@ -41,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from circuits.selection import Ranking
 
     hg = HeadGraph.load(args.circuit)
-    ablation = _choice(Ablation, args.ablation, "--ablation")
-    selection = _choice(Selection, args.selection, "--selection")
+    ablation = parse_choice(Ablation, args.ablation, "--ablation")
+    selection = parse_choice(Selection, args.selection, "--selection")
     percentages = _percentages(args.percentages) if args.percentages else PERCENTAGES
-    rule = _choice(CurveRule, args.curve, "--curve")
+    rule = parse_choice(CurveRule, args.curve, "--curve")
     if rule is CurveRule.MIB and args.percentages:
         raise HeadgraphError("--curve mib uses MIB's ten circuit sizes; drop --percentages")
     if args.mib_results and rule is not CurveRule.MIB:
@@ -116,35 +115,11 @@ def format_report(report: FaithfulnessReport, title: str) -> str:
 
 
 def task_from_run(name: str, settings: Mapping[str, Any]) -> Any:
-    """The registered task ``name`` with the settings a circuit file recorded (enums by value)."""
+    """The registered task ``name`` with the settings a circuit file recorded (:func:`circuits.settings.from_json`)."""
+    from circuits.settings import from_json
     from tasks import TASKS
 
-    cls = TASKS[name]
-    if not dataclasses.is_dataclass(cls):
-        return cls()
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in settings:
-            continue
-        kwargs[f.name] = _convert(hints.get(f.name), settings[f.name], f.name)
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any, name: str) -> Any:
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return _choice(hint, value, name)
-    if typing.get_origin(hint) is tuple and isinstance(value, list):
-        inner = typing.get_args(hint)[0] if typing.get_args(hint) else None
-        return tuple(_convert(inner, v, name) for v in value)
-    return value
-
-
-def _choice(enum: Any, value: str, name: str) -> Any:
-    try:
-        return enum(value)
-    except ValueError:
-        raise HeadgraphError(f"{name} must be one of {', '.join(str(e.value) for e in enum)}, got {value!r}") from None
+    return from_json(TASKS[name], settings)
 
 
 def _percentages(text: str) -> tuple[float, ...]:

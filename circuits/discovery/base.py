@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from jaxtyping import Float
@@ -20,6 +19,7 @@ from circuits.engine.ablation import Ablation, baseline, check_ablation, check_p
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph
 from circuits.scores import Baseline, Level, Scores, flag_uninformative
+from circuits.settings import from_strings, to_json
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
 from tasks.registry import Registry
@@ -54,14 +54,10 @@ METHODS: Registry[type[DiscoveryMethod]] = Registry("method")
 
 
 def method_params(method: object) -> dict[str, Any]:
-    """A method's hyper-parameters, JSON-ready (enums by value)."""
+    """A method's hyper-parameters, JSON-ready (:func:`circuits.settings.to_json`)."""
     if not dataclasses.is_dataclass(method):
         raise HeadgraphError(f"{type(method).__name__} is not a dataclass method")
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(method):
-        v = getattr(method, f.name)
-        out[f.name] = v.value if isinstance(v, Enum) else v
-    return out
+    return to_json(method)
 
 
 def summed_scores(
@@ -101,49 +97,11 @@ def summed_scores(
     return flag_uninformative(scores)
 
 
-def _convert(field: dataclasses.Field[Any], text: str) -> Any:
-    """Parse ``text`` as the type of a method field (enums by value, bools as true/false, tuples
-    as comma-separated strings)."""
-    default = field.default
-    if "tuple[" in str(field.type):  # a list setting: comma-separated (heads=L23H3,L20H0)
-        items = tuple(x.strip() for x in text.split(",") if x.strip())
-        if not items:
-            raise HeadgraphError(f"{field.name} expects comma-separated values, got {text!r}")
-        return items
-    if isinstance(default, Enum):
-        enum = type(default)
-        try:
-            return enum(text)
-        except ValueError:
-            raise HeadgraphError(
-                f"{field.name} must be one of {', '.join(str(e.value) for e in enum)}, got {text!r}"
-            ) from None
-    if isinstance(default, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise HeadgraphError(f"{field.name} must be true or false, got {text!r}")
-        return text.lower() in ("true", "1")
-    try:
-        return type(default)(text) if isinstance(default, int | float) else text
-    except ValueError:
-        raise HeadgraphError(f"{field.name} must be a {type(default).__name__}, got {text!r}") from None
-
-
 def build_method(name: str, settings: dict[str, str] | None = None) -> DiscoveryMethod:
     """The method registered as ``name`` with hyper-parameters given as strings (CLI, JSON).
 
     Raises:
         UnknownNameError: no such method.
-        HeadgraphError: an unknown setting or a value of the wrong type.
+        HeadgraphError: an unknown setting or a value of the wrong type (:func:`circuits.settings.from_strings`).
     """
-    cls = METHODS[name]
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    kwargs: dict[str, Any] = {}
-    for key, text in (settings or {}).items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise HeadgraphError(f"method {name!r} has no setting {key!r}; its settings: {', '.join(fields)}")
-        kwargs[key] = _convert(fields[key], text)
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise HeadgraphError(f"method {name!r}: {err}") from None
+    return from_strings(METHODS[name], settings or {}, what=f"method {name!r}")
