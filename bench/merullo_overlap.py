@@ -147,9 +147,16 @@ def main() -> None:
         "| fraction per stage | IOI heads | CO heads | shared | IOI in CO | random (mean ± sd) | Jaccard | random |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def capped(per_stage: int) -> str:
+        """A note where a stage's share is more heads than its shortlist scored."""
+        over = args.shortlist and per_stage > args.shortlist
+        return f" (capped: {per_stage} > shortlist {args.shortlist})" if over else ""
+
     for o, base in zip(curve, baselines, strict=True):
         lines.append(
-            f"| {o.fraction:.0%} | {len(o.a)} | {len(o.b)} | {', '.join(sorted(map(str, o.shared))) or '—'} | "
+            f"| {o.fraction:.0%}{capped(o.per_stage)} | {len(o.a)} | {len(o.b)} | "
+            f"{', '.join(sorted(map(str, o.shared))) or '—'} | "
             f"{o.a_in_b:.0%} | {base['a_in_b_mean']:.0%} ± {base['a_in_b_sd']:.0%} | {o.jaccard:.2f} | "
             f"{base['jaccard_mean']:.2f} ± {base['jaccard_sd']:.2f} |"
         )
