@@ -9,6 +9,10 @@ patching), their heads at Merullo's 2 %, then the overlap curve over the fractio
 receivers stay those chosen at 2 %, and a stage can keep at most its shortlist) with a random
 baseline: circuits of the same sizes drawn uniformly from the model's heads (``--draws`` times; mean
 and standard deviation). Writes ``stages.json``, ``overlap.md`` and ``overlap.png`` to ``--out``.
+
+``--task ioi`` (or ``colored-objects``) searches one task only and saves its stages to
+``--out/<task>.pt``, so the two tasks can run in two processes; a run then reuses any saved task
+(not checked against its settings: keep ``--n``, ``--seed``, ``--shortlist`` the same for one ``--out``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import random
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -50,6 +55,27 @@ def _random_overlap(heads: list[Node], size_a: int, size_b: int, draws: int, see
     }
 
 
+def _layer_matched_overlap(
+    a: frozenset[Node], b: frozenset[Node], n_heads: int, draws: int, seed: int
+) -> dict[str, float]:
+    """Random circuits with each side's heads per layer kept (a stricter baseline: stage heads cluster in
+    mid-late layers, so two random circuits of the same layers share more than two uniform ones)."""
+    rng = random.Random(seed)
+    per_a, per_b = Counter(h.layer for h in a), Counter(h.layer for h in b)
+    a_in_b, jac = [], []
+    for _ in range(draws):
+        ra = {(lay, h) for lay, c in per_a.items() for h in rng.sample(range(n_heads), c)}
+        rb = {(lay, h) for lay, c in per_b.items() for h in rng.sample(range(n_heads), c)}
+        a_in_b.append(len(ra & rb) / max(1, len(ra)))
+        jac.append(len(ra & rb) / max(1, len(ra | rb)))
+    return {
+        "a_in_b_mean": statistics.fmean(a_in_b),
+        "a_in_b_sd": statistics.pstdev(a_in_b),
+        "jaccard_mean": statistics.fmean(jac),
+        "jaccard_sd": statistics.pstdev(jac),
+    }
+
+
 def _stage_json(result: StageResult) -> list[dict[str, object]]:
     return [
         {
@@ -71,6 +97,7 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True)
+    p.add_argument("--task", choices=TASKS, default=None, help="search only this task and save its stages")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,15 +107,23 @@ def main() -> None:
     tok = text_tokenizer(model)
     rule = StageRule(shortlist=args.shortlist, batch_size=args.n, max_rows=4 * args.n)
     results: dict[str, StageResult] = {}
-    for name in TASKS:
+    for name in (args.task,) if args.task else TASKS:
+        saved = out / f"{name}.pt"
+        if saved.exists() and not args.task:
+            results[name] = torch.load(saved, weights_only=False)
+            continue
         task = get_task(name)
         data = task.dataset(tok, args.n, seed=args.seed)
         results[name] = find_stages(model, data, task.metric, rule)
+        torch.save(results[name], saved)
         print(name, [[str(h) for h in s] for s in results[name].heads], f"{results[name].seconds:.0f} s", flush=True)
+    if args.task:
+        return
     a, b = (results[t].scores for t in TASKS)
     curve = overlap_curve(a, b, OVERLAP_FRACTIONS)
     heads = list(all_heads(model))
     baselines = [_random_overlap(heads, len(o.a), len(o.b), args.draws, args.seed) for o in curve]
+    matched = [_layer_matched_overlap(o.a, o.b, model.cfg.n_heads, args.draws, args.seed) for o in curve]
     load = os.getloadavg()[0]
     command = (
         f"`.venv/bin/python bench/merullo_overlap.py --model {args.model} --dtype {args.dtype} --n {args.n} "
@@ -112,8 +147,9 @@ def main() -> None:
                 "co_in_ioi": o.b_in_a,
                 "jaccard": o.jaccard,
                 "random": base,
+                "random_layer_matched": lm,
             }
-            for o, base in zip(curve, baselines, strict=True)
+            for o, base, lm in zip(curve, baselines, matched, strict=True)
         ],
         "load_average": load,
         "command": command,
@@ -144,8 +180,9 @@ def main() -> None:
         "",
         "## Overlap curve (Merullo et al.: 78 % of the IOI circuit reused by Colored Objects on GPT-2 medium)",
         "",
-        "| fraction per stage | IOI heads | CO heads | shared | IOI in CO | random (mean ± sd) | Jaccard | random |",
-        "|---|---|---|---|---|---|---|---|",
+        "| fraction per stage | IOI heads | CO heads | shared | IOI in CO | random (mean ± sd) | "
+        "random, same layers | Jaccard | random |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def capped(per_stage: int) -> str:
@@ -153,11 +190,12 @@ def main() -> None:
         over = args.shortlist and per_stage > args.shortlist
         return f" (capped: {per_stage} > shortlist {args.shortlist})" if over else ""
 
-    for o, base in zip(curve, baselines, strict=True):
+    for o, base, lm in zip(curve, baselines, matched, strict=True):
         lines.append(
             f"| {o.fraction:.0%}{capped(o.per_stage)} | {len(o.a)} | {len(o.b)} | "
             f"{', '.join(sorted(map(str, o.shared))) or '—'} | "
-            f"{o.a_in_b:.0%} | {base['a_in_b_mean']:.0%} ± {base['a_in_b_sd']:.0%} | {o.jaccard:.2f} | "
+            f"{o.a_in_b:.0%} | {base['a_in_b_mean']:.0%} ± {base['a_in_b_sd']:.0%} | "
+            f"{lm['a_in_b_mean']:.0%} ± {lm['a_in_b_sd']:.0%} | {o.jaccard:.2f} | "
             f"{base['jaccard_mean']:.2f} ± {base['jaccard_sd']:.2f} |"
         )
     text = "\n".join(lines) + "\n"

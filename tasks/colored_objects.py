@@ -12,7 +12,8 @@ colours are disjoint from the query shot's. The queried object is uniform over t
 is the title-cased colour with a leading space. The corrupt prompt asks about a different object of
 the same list (Merullo's "mindiff" corruption), so its answer is that object's colour, which is
 the competing token of the logit difference. Candidates are the colours listed in the query shot
-(chance 1/3).
+(chance 1/3). A harder variant than the paper's: ``shots=0`` may list up to all 8 colours
+(``n_objects`` ≤ 8; with example shots ≤ 4, since their colours are disjoint from the query's).
 
 Tokenizer facts (SmolLM2, measured): the 8 colours are single tokens with a leading space both
 lower- and title-cased; 14 of the 17 objects are single tokens (" mug", " leash" and " bracelet"
@@ -43,6 +44,9 @@ __all__ = ["ColoredObjects"]
 MAX_OBJECTS_PER_SHOT = 4
 """Example and query shots use disjoint colours, so 8 colours allow at most 4 objects per shot."""
 
+MAX_OBJECTS_ZERO_SHOT = 8
+"""Without example shots the query shot may list every colour (a harder variant than Merullo's)."""
+
 
 @TASKS.register("colored-objects")
 @dataclass(frozen=True)
@@ -62,14 +66,21 @@ class ColoredObjects(Task):
     def __post_init__(self) -> None:
         if not isinstance(self.shots, int) or isinstance(self.shots, bool) or self.shots < 0:
             raise TaskError(f"shots must be a non-negative integer, got {self.shots!r}")
-        if not isinstance(self.n_objects, int) or not 2 <= self.n_objects <= MAX_OBJECTS_PER_SHOT:
-            raise TaskError(f"n_objects must be an integer from 2 to {MAX_OBJECTS_PER_SHOT}, got {self.n_objects!r}")
+        most = MAX_OBJECTS_PER_SHOT if self.shots else MAX_OBJECTS_ZERO_SHOT
+        if not isinstance(self.n_objects, int) or not 2 <= self.n_objects <= most:
+            raise TaskError(
+                f"n_objects must be an integer from 2 to {most} with {self.shots} example shots, got {self.n_objects!r}"
+            )
 
     def colors(self, tokenizer: TextTokenizer | None) -> list[str]:
         """The colours whose title-cased answer (``" Blue"``) is one token for ``tokenizer``."""
         colors: list[str] = load_data("colored_objects")["colors"]
         title = single_token_words(
-            [c.title() for c in colors], tokenizer, task=self.name, what="colours", minimum=2 * self.n_objects
+            [c.title() for c in colors],
+            tokenizer,
+            task=self.name,
+            what="colours",
+            minimum=(2 if self.shots else 1) * self.n_objects,
         )
         return [c.lower() for c in title]
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pytest
 import torch
 
 from tasks import ColoredObjects, TextTokenizer
+from tasks.errors import TaskError
 from tasks.words import load_data
 
 N_SPEC = 300
@@ -75,3 +77,16 @@ def test_more_shots_and_fewer_objects() -> None:
     p = ColoredObjects(shots=2, n_objects=2).pairs(1, seed=0)[0]
     assert p.clean.count("Q: ") == 3 and len(p.candidates) == 2
     assert ColoredObjects(shots=0).pairs(1, seed=0)[0].clean.startswith("Q: On the ")
+
+
+def test_zero_shot_lists_up_to_every_colour(smollm2_tokenizer: TextTokenizer) -> None:
+    """The harder variant: without example shots a query may list all 8 colours; with shots at most 4."""
+    data = ColoredObjects(shots=0, n_objects=8).dataset(smollm2_tokenizer, 24, seed=3)
+    assert len(data) == 24
+    for pair in data.pairs:
+        assert pair.clean.count("Q: ") == 1 and len(set(pair.candidates)) == 8
+        assert pair.answers[0] in pair.candidates and pair.wrong[0] in pair.candidates
+        assert pair.answers[0] != pair.wrong[0]
+    for bad in ({"shots": 1, "n_objects": 5}, {"shots": 0, "n_objects": 9}):
+        with pytest.raises(TaskError, match="n_objects must be"):
+            ColoredObjects(**bad)
