@@ -126,6 +126,8 @@ class SAECodeSettings:
         positives: which clean prompts count as solved.
         seed: seeds the choice of training prompts and the SAE's initial weights.
         batch_size: prompts per forward pass when collecting head outputs.
+        sparse_products: train a ReLU + L1 SAE with products over its firing latents only
+            (:mod:`saes.sparse_train`); False: sae-lens's dense training (the old definition).
     """
 
     d_sae: int = 200
@@ -141,6 +143,7 @@ class SAECodeSettings:
     positives: Positives = Positives.SOLVED
     seed: int = 0
     batch_size: int = 32
+    sparse_products: bool = True
 
     def __post_init__(self) -> None:
         check_positive(train_prompts=self.train_prompts, batch_size=self.batch_size)
@@ -164,6 +167,7 @@ class SAECodeSettings:
             normalize=self.normalize,
             sharing=self.sharing,
             seed=self.seed,
+            sparse_products=self.sparse_products,
         )
 
 
