@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench.sae_eval import head_importance, labels_of, precision_at_k, roc_auc
+from bench.sae_eval import labels_of, precision_at_k, roc_auc
 from circuits.discovery import build_method
 from circuits.discovery.sae_codes import code_run
 from circuits.groundtruth.golden import load_golden
@@ -68,20 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label in ("dense", "sparse"):
             method = build_method("sae-codes", {**base, "sparse_products": str(label == "sparse").lower()})
             start, cpu = time.perf_counter(), time.process_time()
-            scores = method(model, data, task.metric, progress=False)
+            run = code_run(method, model, data, task.metric, progress=False)  # type: ignore[arg-type]
+            counts = unique_code_counts(run.positives, run.negatives).double()  # what sae-codes ranks by
             t = {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu}
-            t.update({f"{k} wall": v for k, v in scores.params["seconds_by_phase"].items()})
+            t.update({f"{k} wall": v for k, v in run.seconds.items()})
             times[label].append(t)
-            imp = head_importance(scores)
-            runs[label] = {"auc": roc_auc(imp, labels), "p@k": precision_at_k(imp, labels, args.k), "importance": imp}
+            runs[label] = {"run": run, "counts": counts, "auc": roc_auc(counts, labels),
+                           "p@k": precision_at_k(counts, labels, args.k)}  # fmt: skip
             print(f"repeat {rep} {label}: {t}, AUC {runs[label]['auc']:.3f}, P@{args.k} {runs[label]['p@k']:.2f}",
                   flush=True)  # fmt: skip
-    # codes of both trainings on the same vectors (the pairs' head outputs are collected once more)
-    codes = {label: code_run(build_method("sae-codes", {**base, "sparse_products": str(label == "sparse").lower()}),  # type: ignore[arg-type]
-                             model, data, task.metric, progress=False) for label in ("dense", "sparse")}  # fmt: skip
-    d, s = codes["dense"], codes["sparse"]
-    same = float(torch.cat([(d.positives == s.positives).flatten(), (d.negatives == s.negatives).flatten()]).float().mean())
-    counts = [unique_code_counts(c.positives, c.negatives).double() for c in (d, s)]
+    d, s = runs["dense"]["run"], runs["sparse"]["run"]
+    equal = torch.cat([(d.positives == s.positives).flatten(), (d.negatives == s.negatives).flatten()])
+    same = float(equal.float().mean())
+    counts = [runs[k]["counts"] for k in ("dense", "sparse")]
     med = {label: {k: statistics.median(t[k] for t in times[label]) for k in times[label][0]} for label in times}
     results.update({
         "times": times,
@@ -93,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "counts spearman": spearman(counts[0], counts[1]),
         "counts equal": bool(torch.equal(counts[0], counts[1])),
         "auc": {k: v["auc"] for k, v in runs.items()},
+        "dense counts": counts[0].tolist(),
+        "sparse counts": counts[1].tolist(),
         f"p@{args.k}": {k: v["p@k"] for k, v in runs.items()},
         "load_after": os.getloadavg(),
     })  # fmt: skip

@@ -82,7 +82,7 @@ class _SparseDecode(torch.autograd.Function):
         return f @ w_dec if s is None else torch.sparse.mm(s, w_dec)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Tensor, ...], output: Tensor) -> None:  # noqa: ARG004
         ctx.save_for_backward(*inputs)
 
     @staticmethod
