@@ -18,7 +18,10 @@ training), and every product but the encoder's forward one only involves the lat
 latents fire (the dense products otherwise, e.g. in the first steps). Everything else (weights'
 initialisation, loss, Adam, gradient clipping, schedules, the inference form) is sae-lens's own, so
 the gradients are the same sums taken in another order: equal up to float rounding, not bit for
-bit (tested against the dense class: same codes).
+bit (tested against the dense class). Over a long training that rounding is not harmless: Adam
+amplifies it where a latent sits at ReLU's threshold, and on SmolLM2's IOI (100 epochs, 2,700
+vectors) 87 % of the codes come out equal, with the same AUC against the golden circuit. So it is
+an option (``SAEConfig.sparse_products``), off by default.
 """
 
 from __future__ import annotations

@@ -74,11 +74,16 @@ def test_dense_products_train_bit_for_bit_like_sae_lens(monkeypatch: pytest.Monk
     """Above the sparsity threshold the class is sae-lens's, exactly."""
     x = torch.randn(120, 12, generator=torch.Generator().manual_seed(1))
     monkeypatch.setattr(sparse_train, "SPARSE_BELOW", -1.0)
-    cfg = SAEConfig(d_sae=20, epochs=30, lr=5e-3, l1_coefficient=0.05)
+    cfg = SAEConfig(d_sae=20, epochs=30, lr=5e-3, l1_coefficient=0.05, sparse_products=True)
     a = train_sae(x, SAEConfig(**{**cfg.__dict__, "sparse_products": False}))
     b = train_sae(x, cfg)
     for name, p in a.state_dict().items():
         assert torch.equal(p, b.state_dict()[name]), name
+
+
+def test_dense_training_is_the_default() -> None:
+    """Sparse products change codes after long trainings (rounding), so results stay sae-lens's unless asked."""
+    assert not SAEConfig().sparse_products
 
 
 def test_short_training_gives_the_same_sae() -> None:
@@ -86,7 +91,7 @@ def test_short_training_gives_the_same_sae() -> None:
     g = torch.Generator().manual_seed(2)
     centres = torch.randn(6, 16, generator=g) * 4
     x = centres[torch.randint(0, 6, (300,), generator=g)] + 0.1 * torch.randn(300, 16, generator=g)
-    cfg = SAEConfig(d_sae=30, epochs=40, lr=5e-3, l1_coefficient=0.05)
+    cfg = SAEConfig(d_sae=30, epochs=40, lr=5e-3, l1_coefficient=0.05, sparse_products=True)
     a = train_sae(x, SAEConfig(**{**cfg.__dict__, "sparse_products": False}))
     b = train_sae(x, cfg)
     for name, p in a.state_dict().items():
