@@ -52,7 +52,7 @@ class _ReLUEncode(torch.autograd.Function):
     """``relu(x @ W_enc + b_enc)`` with a backward pass over the firing latents only."""
 
     @staticmethod
-    def forward(x: Tensor, w_enc: Tensor, b_enc: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(x: Tensor, w_enc: Tensor, b_enc: Tensor) -> tuple[Tensor, Tensor]:
         hidden_pre = x @ w_enc + b_enc
         return torch.relu(hidden_pre), hidden_pre
 
@@ -63,7 +63,7 @@ class _ReLUEncode(torch.autograd.Function):
         ctx.mark_non_differentiable(output[1])
 
     @staticmethod
-    def backward(ctx: Any, grad_f: Tensor, _grad_pre: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, grad_f: Tensor, _grad_pre: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         x, w_enc, f = ctx.saved_tensors
         grad_h = torch.where(f > 0, grad_f, torch.zeros_like(grad_f))
         s = _sparse(grad_h)
@@ -80,7 +80,7 @@ class _SparseDecode(torch.autograd.Function):
     encoder's ReLU zeroes it elsewhere)."""
 
     @staticmethod
-    def forward(f: Tensor, w_dec: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(f: Tensor, w_dec: Tensor) -> Tensor:
         s = _sparse(f)
         return f @ w_dec if s is None else torch.sparse.mm(s, w_dec)
 
@@ -89,7 +89,7 @@ class _SparseDecode(torch.autograd.Function):
         ctx.save_for_backward(*inputs)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:
         f, w_dec = ctx.saved_tensors
         s = _sparse(f)
         if s is None:
