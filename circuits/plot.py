@@ -7,8 +7,9 @@ module changes no global plotting settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 from jaxtyping import Float
@@ -72,8 +73,41 @@ def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
     )
 
 
+def code_caption(label: Mapping[str, Any], codes: int = 2) -> str:
+    """A head's code label (:meth:`circuits.code_labels.HeadLabel.to_dict`) in at most ``codes + 1``
+    short lines: how many codes and the code fidelity, then its main codes with what they attend.
+
+    Examples:
+        >>> code_caption({"n_codes": 19, "fidelity": 1.0, "converse_fidelity": 0.94, "codes": [
+        ...     {"code": 3, "share": 0.66, "attends": {"S2": 0.9, "BOS": 0.1}, "tokens": [" Mary"]},
+        ...     {"code": -1, "share": 0.28, "attends": {}, "tokens": []}]}).splitlines()
+        ['19 codes · fid 1.00/0.94', "c3 66% → S2 ' Mary'", 'silent 28%']
+    """
+
+    def fid(x: object) -> str:
+        return f"{x:.2f}" if isinstance(x, int | float) and math.isfinite(x) else "–"
+
+    head = f"{label.get('n_codes', '?')} codes"
+    if label.get("fidelity") is not None or label.get("converse_fidelity") is not None:
+        head += f" · fid {fid(label.get('fidelity'))}/{fid(label.get('converse_fidelity'))}"
+    lines = [head]
+    for c in list(label.get("codes", []))[:codes]:
+        name = "silent" if c.get("code", 0) < 0 else f"c{c.get('code')}"
+        line = f"{name} {float(c.get('share', 0.0)):.0%}"
+        attends = dict(c.get("attends", {}))
+        if attends:
+            line += f" → {max(attends, key=lambda k: attends[k])}"
+        if c.get("tokens"):
+            line += f" {str(c['tokens'][0])[:10]!r}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
     """The circuit's nodes placed by layer, coloured by normalized score, with its edges.
+
+    Heads with a code label in the file (``hg.code_labels``, from ``discover --code-labels``) carry
+    it under the node (:func:`code_caption`).
 
     A node-level circuit has no scored edges: it is drawn with the candidate paths every head has
     (from the input, to the logits) in light grey, and the caption says so.
@@ -112,6 +146,9 @@ def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
     for n, (x, y) in pos.items():
         dark = abs(value[n]) > 0.6 * lim
         ax.text(x, y, str(n), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        if str(n) in hg.code_labels:
+            ax.text(x, y - 0.16, code_caption(hg.code_labels[str(n)]), ha="center", va="top", fontsize=5.5,
+                    color="#333333", linespacing=1.1)  # fmt: skip
     width = max((len(v) for v in by_layer.values()), default=1)
     ax.set_xlim(-width / 2 - 0.5, width / 2 + 0.5)
     ax.set_ylim(-0.7, len(rows) + 1.7)

@@ -36,6 +36,7 @@ from torch import Tensor
 from saes.config import Architecture, SAEConfig, Sharing
 from saes.errors import SAEError
 from saes.head_saes import HeadSAEs
+from saes.sparse_train import SparseStandardTrainingSAE
 
 __all__ = ["train_head_saes", "train_sae"]
 
@@ -119,7 +120,8 @@ def _training_sae(cfg: SAEConfig, d_in: int, metadata: dict[str, Any]) -> Traini
     }
     if cfg.architecture is Architecture.TOPK:
         return TopKTrainingSAE(TopKTrainingSAEConfig(k=cfg.k, **common))
-    return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=cfg.sae_lens_l1(d_in), **common))
+    standard = SparseStandardTrainingSAE if cfg.sparse_products else StandardTrainingSAE
+    return standard(StandardTrainingSAEConfig(l1_coefficient=cfg.sae_lens_l1(d_in), **common))
 
 
 @torch.no_grad()
