@@ -19,7 +19,5 @@ MARKER = "alias(__name__,"
 
 def alias(old: str, new: str) -> None:
     """Make module ``old`` the module ``new``, with a DeprecationWarning naming ``new``."""
-    warnings.warn(
-        f"{old} moved to {new}; the old path goes away in the next release", DeprecationWarning, stacklevel=3
-    )
+    warnings.warn(f"{old} moved to {new}; the old path goes away in the next release", DeprecationWarning, stacklevel=3)
     sys.modules[old] = importlib.import_module(new)

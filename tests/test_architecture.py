@@ -87,6 +87,17 @@ def test_post_norm_knowledge_stays_in_the_model_adapter() -> None:
 MOVED = [
     ("circuits.discovery.edges", "circuits.engine.edges"),
     ("circuits.discovery.edge_ablation", "circuits.engine.edge_ablation"),
+    ("circuits.attention", "circuits.analysis.attention"),
+    ("circuits.logit_attribution", "circuits.analysis.logit_attribution"),
+    ("circuits.head_outputs", "circuits.analysis.head_outputs"),
+    ("circuits.knockout", "circuits.analysis.knockout"),
+    ("circuits.roles", "circuits.analysis.head_roles"),
+    ("circuits.attention_plot", "circuits.pictures.attention_plot"),
+    ("circuits.faithfulness_plot", "circuits.pictures.faithfulness_plot"),
+    ("circuits.evaluation", "circuits.measures.roc"),
+    ("circuits.faithfulness", "circuits.measures.faithfulness"),
+    ("circuits.regression", "circuits.measures.regression"),
+    ("circuits.rank_agreement", "circuits.measures.rank_agreement"),
 ]
 
 
@@ -98,6 +109,24 @@ def test_old_paths_warn_and_alias_the_moved_module(old: str, new: str) -> None:
         module = importlib.import_module(old)
     assert module is importlib.import_module(new)
     assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(("old", "new"), MOVED)
+def test_an_alias_file_is_only_the_alias(old: str, new: str) -> None:
+    """An old path holds nothing but the alias: code left there would be silently shadowed."""
+    tree = ast.parse((ROOT / (old.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    assert [ast.unparse(n) for n in body] == ["from circuits._shim import alias", f"alias(__name__, {new!r})"]
+
+
+def test_moved_names_resolve_to_one_object_under_both_paths() -> None:
+    sys.modules.pop("circuits.roles", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from circuits.roles import Role as old_role
+    from circuits.analysis.head_roles import Role as new_role
+
+    assert old_role is new_role
 
 
 def test_the_ablation_vocabulary_is_one_object_everywhere() -> None:

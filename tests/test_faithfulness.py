@@ -12,7 +12,8 @@ import torch
 from circuits.cli import main
 from circuits.commands.evaluate import format_report, task_from_run
 from circuits.discovery import EAP, Ablation, ActivationPatching, AttributionPatching
-from circuits.faithfulness import (
+from circuits.graph import Node, NodeKind
+from circuits.measures.faithfulness import (
     PERCENTAGES,
     CircuitRunner,
     CurvePoint,
@@ -23,8 +24,7 @@ from circuits.faithfulness import (
     evaluate_faithfulness,
     faithfulness_curve,
 )
-from circuits.faithfulness_plot import plot_faithfulness
-from circuits.graph import Node, NodeKind
+from circuits.pictures.faithfulness_plot import plot_faithfulness
 from circuits.pipeline import task_settings
 from circuits.scores import Circuit, Level
 from circuits.selection import Ranking, top_k

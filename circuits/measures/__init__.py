@@ -1,1 +1,1 @@
-"""How good a circuit is: ROC against ground truth, faithfulness, regression against a stored circuit, rank agreement."""
+"""How good a circuit is: ROC against ground truth, faithfulness, regression, rank agreement."""

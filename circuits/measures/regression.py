@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuits.errors import HeadgraphError
-from circuits.evaluation import ZERO_TOL, jaccard
 from circuits.graph import Node, NodeKind
 from circuits.headgraph import HeadGraph
+from circuits.measures.roc import ZERO_TOL, jaccard
 from circuits.scores import Scores
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from jaxtyping import Float
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from circuits.attention import AttentionToPositions
+from circuits.analysis.attention import AttentionToPositions
 
 __all__ = ["draw_attention_pattern", "draw_attention_to_positions"]
 

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from circuits.faithfulness import FaithfulnessReport
+from circuits.measures.faithfulness import FaithfulnessReport
 from circuits.scores import Level
 
 __all__ = ["draw_faithfulness", "plot_faithfulness"]
