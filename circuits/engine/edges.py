@@ -221,9 +221,7 @@ class ActivePositions:
         cols = torch.arange(width, device=batch.clean.device)[None, :]
         keep = cols <= batch.answer_pos[:, None]  # (b, pos)
         if from_first_difference:
-            differs = batch.clean != batch.corrupt
-            first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos + 1)
-            keep &= cols >= first[:, None]
+            keep &= cols >= first_difference(batch, otherwise=batch.answer_pos + 1)[:, None]
         rows, pos = keep.nonzero(as_tuple=True)
         return ActivePositions(rows, pos)
 
@@ -252,9 +250,25 @@ def prefix_length(batch: PromptPairDataset, ablation: Ablation) -> int:
     """
     if ablation is not Ablation.RESAMPLE:
         return 0
-    differs = batch.clean != batch.corrupt
-    first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos)
+    first = first_difference(batch, otherwise=batch.answer_pos)
     return int(torch.minimum(first, batch.answer_pos).min())
+
+
+def first_difference(batch: PromptPairDataset, *, otherwise: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Per prompt, the first position where the clean and corrupt tokens differ (``otherwise`` where none does).
+
+    The one definition of "first difference" (positions before it are identical in both runs, so
+    every patch there is a no-op): active positions, shared prefixes and activation patching's
+    prefix use it.
+
+    Examples:
+        >>> from tests.conftest import random_dataset
+        >>> d = random_dataset(n=2, length=5, lengths=[5, 4], diff_from=2)
+        >>> first_difference(d, otherwise=d.answer_pos).tolist()
+        [2, 2]
+    """
+    differs = batch.clean != batch.corrupt  # (b, pos)
+    return torch.where(differs.any(1), differs.int().argmax(1), otherwise)
 
 
 @dataclass(frozen=True)
