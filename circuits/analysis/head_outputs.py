@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
-from circuits.model import HookFn, hook_z, logits_at, with_hooks
+from circuits.model import HookFn, hook_z, logits_at, output_weights, with_hooks
 
 __all__ = ["HeadOutputs", "Pooling", "head_outputs"]
 
@@ -87,7 +87,7 @@ def head_outputs(
         with with_hooks(model, hooks):
             resid = model(toks, stop_at_layer=n_layers)
         z = torch.stack([p for p in pooled if p is not None], 1)  # (b, layer, head, d_head)
-        out = torch.einsum("blhd,lhdm->blhm", z, model.W_O)  # (b, layer, head, d_model)
+        out = torch.einsum("blhd,lhdm->blhm", z, output_weights(model))  # (b, layer, head, d_model)
         outs.append(out.reshape(out.shape[0], n_layers * n_heads, -1))
         logits.append(logits_at(model, resid, lens - 1))
     return HeadOutputs(outputs=torch.cat(outs), logits=torch.cat(logits))

@@ -39,6 +39,7 @@ from circuits.graph import QKV, Graph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
     embeddings,
+    has_mlps,
     hook_attn_post_scale,
     hook_mlp_out,
     hook_resid_pre,
@@ -317,7 +318,7 @@ class SenderActs:
 def sender_hook_names(model: HookedTransformer, *, terms: bool = False) -> list[str]:
     """The hooks whose outputs are the senders' outputs (with ``terms``, also the post-norm scales)."""
     names = [hook_resid_pre(0)] + [hook_z(layer) for layer in range(model.cfg.n_layers)]
-    if not model.cfg.attn_only:
+    if has_mlps(model):
         names += [hook_mlp_out(layer) for layer in range(model.cfg.n_layers)]
     return names + sender_scale_hooks(model) if terms else names
 
@@ -346,7 +347,7 @@ def acts_from_cache(
     return SenderActs(
         pos.gather(cache[hook_resid_pre(0)]),
         [pos.gather(cache[hook_z(layer)]) for layer in range(n)],
-        [] if model.cfg.attn_only else [pos.gather(cache[hook_mlp_out(layer)]) for layer in range(n)],
+        [] if not has_mlps(model) else [pos.gather(cache[hook_mlp_out(layer)]) for layer in range(n)],
     )
 
 
@@ -385,7 +386,7 @@ def zero_sender_acts(model: HookedTransformer) -> SenderActs:
     return SenderActs(
         zeros,
         [torch.zeros(1, cfg.n_heads, cfg.d_head, dtype=cfg.dtype, device=cfg.device)] * cfg.n_layers,
-        [] if cfg.attn_only else [zeros] * cfg.n_layers,
+        [] if not has_mlps(model) else [zeros] * cfg.n_layers,
     )
 
 
