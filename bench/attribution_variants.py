@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/attribution_variants.py [--tasks ioi,greater-than,
 
 For each task (SmolLM2-135M, the default model) every method scores the 123,211 edges on ``--pairs``
 pairs (seed 0), and its circuits are evaluated on ``--eval-pairs`` held-out pairs (seed 1) with MIB's
-curve rule (:attr:`circuits.faithfulness.CurveRule.MIB`: MIB's ten edge fractions, signed ranking
+curve rule (:attr:`circuits.measures.faithfulness.CurveRule.MIB`: MIB's ten edge fractions, signed ranking
 for CPR, |score| ranking for CMD, resample ablation). All methods run in one process, so the time
 ratios against EAP-IG-inputs (``eap-ig``) are comparable; the load average is printed at start and
 end (the machine is shared). Exact edge patching is not run: one forward per edge is 123,211
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from circuits.discovery import EAP, EAPIG, DiscoveryMethod, EAPIGActivations, QKRule, RelP
-from circuits.faithfulness import CircuitRunner, CurveRule, FaithfulnessReport, faithfulness_curve
 from circuits.groundtruth.benchmark import default_suite, format_results, score_methods
+from circuits.measures.faithfulness import CircuitRunner, CurveRule, FaithfulnessReport, faithfulness_curve
 from circuits.model import DEFAULT_MODEL, load_model, text_tokenizer
 from circuits.selection import Ranking
 from circuits.task_report import task_baseline

@@ -30,9 +30,9 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuits.discovery import EAP, EAPIG, ActivationPatching, AttributionPatching
-from circuits.faithfulness import CircuitRunner, FaithfulnessReport, faithfulness_curve
-from circuits.faithfulness_plot import plot_faithfulness
+from circuits.measures.faithfulness import CircuitRunner, FaithfulnessReport, faithfulness_curve
 from circuits.model import DEFAULT_MODEL, load_model, text_tokenizer
+from circuits.pictures.faithfulness_plot import plot_faithfulness
 from circuits.scores import Scores
 from circuits.selection import Ranking
 from circuits.task_report import task_baseline

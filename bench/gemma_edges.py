@@ -5,7 +5,7 @@ Prints the time of one clean forward of the pairs (answer-position logits), EAP-
 default 5) over the full edge graph as a time and a ratio to that forward, and the normalized
 faithfulness (resample ablation) of the top ``--percent`` % of edges ranked by signed score and by
 |score|, evaluated on ``--eval-pairs`` held-out pairs (another seed) with
-:class:`circuits.faithfulness.CircuitRunner`. Edge terms on Gemma's post-norms are defined in
+:class:`circuits.measures.faithfulness.CircuitRunner`. Edge terms on Gemma's post-norms are defined in
 :mod:`circuits.model.edges`. With ``--check K``, the top ``K`` edges by |score| are also patched
 exactly (one edge at a time, :func:`circuits.engine.edge_ablation.ablated_logits`) on the same
 pairs, and the estimate's sign agreement and correlations with the exact effects are printed.
@@ -22,7 +22,7 @@ import torch
 from circuits.discovery import EAPIG, Ablation
 from circuits.engine.edge_ablation import ablated_logits, prepare_batch
 from circuits.engine.edges import EdgeLayout
-from circuits.faithfulness import CircuitRunner, faithfulness_curve
+from circuits.measures.faithfulness import CircuitRunner, faithfulness_curve
 from circuits.model import GEMMA_MODEL, load_model, run_to_logits, text_tokenizer
 from circuits.selection import Ranking
 from tasks import IOI

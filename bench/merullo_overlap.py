@@ -5,7 +5,7 @@ Run: ``.venv/bin/python bench/merullo_overlap.py --model qwen2.5-coder-0.5b --dt
 
 For each task: the stages (EAP shortlist of ``--shortlist`` senders per stage, confirmed by exact path
 patching), their heads at Merullo's 2 %, then the overlap curve over the fractions of
-:data:`circuits.evaluation.OVERLAP_FRACTIONS` (each stage's scored heads re-thresholded; the stages'
+:data:`circuits.measures.roc.OVERLAP_FRACTIONS` (each stage's scored heads re-thresholded; the stages'
 receivers stay those chosen at 2 %, and a stage can keep at most its shortlist) with a random
 baseline: circuits of the same sizes drawn uniformly from the model's heads (``--draws`` times; mean
 and standard deviation). Writes ``stages.json``, ``overlap.md`` and ``overlap.png`` to ``--out``.
@@ -31,8 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from circuits.evaluation import OVERLAP_FRACTIONS, jaccard, overlap_curve
 from circuits.graph import Node
+from circuits.measures.roc import OVERLAP_FRACTIONS, jaccard, overlap_curve
 from circuits.model import load_model, text_tokenizer
 from circuits.stages import StageResult, StageRule, all_heads, find_stages
 from tasks import get_task

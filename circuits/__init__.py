@@ -3,19 +3,19 @@
 Importing this package loads no model and changes no global setting.
 """
 
-from circuits.attention import AttentionToPositions, attention_to_positions, head_patterns
+from circuits.analysis.attention import AttentionToPositions, attention_to_positions, head_patterns
+from circuits.analysis.head_outputs import HeadOutputs, Pooling, head_outputs
+from circuits.analysis.head_roles import Role, RoleAssignment, RoleComparison, assign_roles, compare_roles, head_signals
+from circuits.analysis.knockout import Knockout, head_means, knock_out
+from circuits.analysis.logit_attribution import HeadAttribution, direct_logit_attribution
 from circuits.discovery import METHODS, Ablation, ActivationPatching, SAECodeEdges, SAECodes, SAEPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
-from circuits.evaluation import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.graph import QKV, Edge, Graph, Node, NodeKind
-from circuits.head_outputs import HeadOutputs, Pooling, head_outputs
 from circuits.headgraph import HeadGraph, TaskRun
-from circuits.knockout import Knockout, head_means, knock_out
-from circuits.logit_attribution import HeadAttribution, direct_logit_attribution
+from circuits.measures.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
+from circuits.measures.roc import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
 from circuits.model import DEFAULT_MODEL, ModelInfo, load_model, model_info, prepare_model_, text_tokenizer
 from circuits.pipeline import discover
-from circuits.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
-from circuits.roles import Role, RoleAssignment, RoleComparison, assign_roles, compare_roles, head_signals
 from circuits.scores import Baseline, Circuit, Level, Scores
 
 __all__ = [

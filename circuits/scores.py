@@ -111,8 +111,9 @@ class Scores:
 
     def order(self) -> list[int]:
         """Indices of scored items by decreasing importance ``|value|``, ties in graph order."""
-        vals = self.values.tolist()
-        return sorted((i for i, v in enumerate(vals) if not math.isnan(v)), key=lambda i: -abs(vals[i]))
+        from circuits.selection import ranked  # the one ranking rule (selection imports this module)
+
+        return ranked(self)
 
     def ranked(self) -> list[tuple[Node | Edge, float]]:
         """Scored items with their values, by decreasing importance."""
@@ -121,10 +122,9 @@ class Scores:
 
     def top_k(self, k: int) -> Circuit:
         """The ``k`` most important scored items as a circuit."""
-        if k < 0:
-            raise HeadgraphError(f"k must be non-negative, got {k}")
-        chosen = [self.items[i] for i in self.order()[:k]]
-        return Circuit.from_items(self.graph, chosen, {"rule": "top_k", "k": k})
+        from circuits.selection import top_k
+
+        return top_k(self, k, pruned=False, record={"rule": "top_k", "k": k})
 
     def to_nodes(self) -> Scores:
         """Node-level view: each node's value is the sum of its scored outgoing edges' values.
@@ -156,9 +156,9 @@ class Scores:
 
     def threshold(self, t: float) -> Circuit:
         """Items whose ``|normalized value|`` is at least ``t``."""
-        norm = self.normalized.tolist()
-        chosen = [self.items[i] for i in self.order() if abs(norm[i]) >= t]
-        return Circuit.from_items(self.graph, chosen, {"rule": "threshold", "t": t})
+        from circuits.selection import threshold
+
+        return threshold(self, t, pruned=False)
 
 
 def no_signal(values: Float[Tensor, " n"]) -> str:

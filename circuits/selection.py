@@ -56,11 +56,23 @@ def ranked(scores: Scores, ranking: Ranking = Ranking.ABSOLUTE) -> list[int]:
     return sorted((i for i, v in enumerate(vals) if not math.isnan(v)), key=key)
 
 
-def top_k(scores: Scores, k: int, ranking: Ranking = Ranking.ABSOLUTE, *, pruned: bool = True) -> Circuit:
-    """The ``k`` best scored items (edges, then pruned; or nodes)."""
+def top_k(
+    scores: Scores,
+    k: int,
+    ranking: Ranking = Ranking.ABSOLUTE,
+    *,
+    pruned: bool = True,
+    record: dict[str, object] | None = None,
+) -> Circuit:
+    """The ``k`` best scored items (edges, then pruned; or nodes).
+
+    ``record`` replaces the selection written into the circuit (``Scores.top_k`` keeps its
+    historical ``{"rule": "top_k", "k": k}`` so stored results do not change).
+    """
     _check_k(k)
     chosen = ranked(scores, ranking)[:k]
-    return _circuit(scores, chosen, {"rule": "top_k", "k": k, "ranking": ranking.value}, pruned)
+    made = {"rule": "top_k", "k": k, "ranking": ranking.value} if record is None else record
+    return _circuit(scores, chosen, made, pruned)
 
 
 def threshold(scores: Scores, t: float, *, pruned: bool = True) -> Circuit:

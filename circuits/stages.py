@@ -8,8 +8,8 @@ head's path into the **keys and values** of stage 2's heads (the induction and d
 heads; Wang et al. patch the S-inhibition heads' values, and a head can as well tell its stage-2
 head *where* to look, through its keys, as in the planted IOI model of
 :mod:`circuits.groundtruth.planted_ioi`). Each stage keeps its top ``fraction`` of the model's heads
-(Merullo: 2 %), and the circuit is the union of the stages (:func:`circuits.evaluation.stage_heads`);
-two tasks' overlap is :func:`circuits.evaluation.task_overlap`.
+(Merullo: 2 %), and the circuit is the union of the stages (:func:`circuits.measures.roc.stage_heads`);
+two tasks' overlap is :func:`circuits.measures.roc.task_overlap`.
 
 A stage's score of a sender is the sum of its path-patching edge effects into the stage's
 receivers, each receiver patched on its own (:class:`~circuits.discovery.PathPatching`; Wang et al.
@@ -35,8 +35,8 @@ from transformer_lens import HookedTransformer
 from circuits.discovery import EAP, Ablation, PathPatching
 from circuits.engine.ablation import check_ablation, check_positive
 from circuits.errors import HeadgraphError
-from circuits.evaluation import MERULLO_FRACTION, importance, stage_heads
 from circuits.graph import Node, NodeKind
+from circuits.measures.roc import MERULLO_FRACTION, importance, stage_heads
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Metric

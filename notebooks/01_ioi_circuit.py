@@ -42,10 +42,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from circuits import ActivationPatching, discover, load_model, text_tokenizer
-from circuits.attention import FIRST_TOKEN, attention_to_positions, head_patterns
-from circuits.attention_plot import draw_attention_pattern, draw_attention_to_positions
-from circuits.faithfulness import evaluate_faithfulness
-from circuits.faithfulness_plot import draw_faithfulness
+from circuits.analysis.attention import FIRST_TOKEN, attention_to_positions, head_patterns
+from circuits.measures.faithfulness import evaluate_faithfulness
+from circuits.pictures.attention_plot import draw_attention_pattern, draw_attention_to_positions
+from circuits.pictures.faithfulness_plot import draw_faithfulness
 from circuits.plot import draw_circuit, draw_head_heatmap
 from tasks import get_task
 

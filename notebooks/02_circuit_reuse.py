@@ -61,11 +61,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from circuits import load_model, overlap_curve, text_tokenizer
-from circuits.attention import head_patterns
-from circuits.attention_plot import draw_attention_pattern
+from circuits.analysis.attention import head_patterns
 from circuits.graph import Node
 from circuits.interventions import intervene
 from circuits.model import run_to_logits
+from circuits.pictures.attention_plot import draw_attention_pattern
 from circuits.plot import draw_head_matrix
 from circuits.repair import (
     EditKind,

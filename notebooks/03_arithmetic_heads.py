@@ -39,8 +39,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from circuits import Ablation, ActivationPatching, load_model, text_tokenizer
+from circuits.analysis.knockout import head_means, knock_out
 from circuits.discovery import baseline
-from circuits.knockout import head_means, knock_out
 from circuits.plot import draw_head_matrix
 from tasks import get_task
 

@@ -55,11 +55,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from circuits import ActivationPatching, load_model, text_tokenizer
-from circuits.attention import attention_to_positions
-from circuits.attention_plot import draw_attention_to_positions
+from circuits.analysis.attention import attention_to_positions
+from circuits.analysis.logit_attribution import direct_logit_attribution
 from circuits.discovery import AttributionPatching, baseline
-from circuits.logit_attribution import direct_logit_attribution
 from circuits.model import head_direct_logits_by_key
+from circuits.pictures.attention_plot import draw_attention_to_positions
 from circuits.plot import draw_head_matrix
 from tasks import CandidateAccuracy, candidate_chance, get_task
 

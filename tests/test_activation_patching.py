@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer
@@ -12,7 +14,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import hook_mlp_out, hook_z
 from tasks import LogitDiff, PromptPairDataset
-from tests.conftest import TinyFactory, random_dataset
+from tests.conftest import TinyFactory, random_dataset, revalidate
 
 ATOL = 1e-4
 """Tolerance of float32 scores against brute force (the issue's bound)."""
@@ -129,8 +131,15 @@ def test_identical_prompts_give_zero_effect(tiny_model: TinyFactory) -> None:
     assert scores.head_matrix(normalized=False).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"max_rows": -1}, {"ablation": "mean"}, {"positions": "all"}])
-def test_bad_settings_raise(bad: dict[str, object]) -> None:
-    # TypeError: the test run's runtime type checker may catch a wrong type before __post_init__
-    with pytest.raises((HeadgraphError, TypeError)):
-        ActivationPatching(**bad)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"max_rows": -1}, "max_rows must be a positive integer, got -1"),
+        ({"ablation": "mean"}, "ablation must be a Ablation, got 'mean'"),
+        ({"positions": "all"}, "positions must be a PatchPositions, got 'all'"),
+    ],
+)
+def test_bad_settings_raise(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(HeadgraphError, match=re.escape(message)):  # the hand-written check, not the type checker
+        revalidate(ActivationPatching(), **bad)

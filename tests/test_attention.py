@@ -9,11 +9,11 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from circuits.attention import FIRST_TOKEN, attention_to_positions, head_patterns
-from circuits.attention_plot import draw_attention_pattern, draw_attention_to_positions
+from circuits.analysis.attention import FIRST_TOKEN, attention_to_positions, head_patterns
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import hook_pattern, run_with_cache
+from circuits.pictures.attention_plot import draw_attention_pattern, draw_attention_to_positions
 from tests.conftest import TinyFactory, random_dataset
 
 ATOL = 1e-6

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 from circuits.discovery import Ablation, ActivationPatching, AttributionPatching, Components
 from circuits.errors import HeadgraphError
 from tasks import LogitDiff
-from tests.conftest import TinyFactory, random_dataset
+from tests.conftest import TinyFactory, random_dataset, revalidate
 from tests.edge_checks import spearman
 
 METRIC = LogitDiff()
@@ -41,7 +43,14 @@ def test_heads_only_by_default(tiny_model: TinyFactory) -> None:
     assert all(bool(torch.isnan(v)) == (i not in heads) for i, v in enumerate(scores.values))
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"components": "heads"}, {"ablation": "mean"}])
-def test_bad_settings_raise(bad: dict[str, object]) -> None:
-    with pytest.raises((HeadgraphError, TypeError)):
-        AttributionPatching(**bad)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"components": "heads"}, "components must be a Components, got 'heads'"),
+        ({"ablation": "mean"}, "ablation must be a Ablation, got 'mean'"),
+    ],
+)
+def test_bad_settings_raise(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(HeadgraphError, match=re.escape(message)):  # the hand-written check, not the type checker
+        revalidate(AttributionPatching(), **bad)

@@ -9,7 +9,9 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import HeadgraphError
-from circuits.evaluation import (
+from circuits.graph import Graph, Node, NodeKind
+from circuits.groundtruth import induction_model, ioi_model
+from circuits.measures.roc import (
     AucVariant,
     RocCurve,
     auc,
@@ -23,8 +25,6 @@ from circuits.evaluation import (
     stage_heads,
     task_overlap,
 )
-from circuits.graph import Graph, Node, NodeKind
-from circuits.groundtruth import induction_model, ioi_model
 from circuits.scores import Baseline, Circuit, Level, Scores
 
 BASE = Baseline("logit-diff", 1.0, 0.0)

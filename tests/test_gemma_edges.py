@@ -17,8 +17,8 @@ from circuits.discovery import EAP, EAPIG, Ablation, EdgePatching, PathPatching
 from circuits.engine.edge_ablation import ablated_logits, prepare_batch
 from circuits.engine.edges import ActivePositions, EdgeLayout, SenderActs, mean_sender_acts, sender_acts
 from circuits.errors import HeadgraphError
-from circuits.faithfulness import CircuitRunner
 from circuits.graph import NodeKind
+from circuits.measures.faithfulness import CircuitRunner
 from circuits.model import (
     embeddings,
     graph_of,

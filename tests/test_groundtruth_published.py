@@ -9,10 +9,10 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.evaluation import evaluate
 from circuits.graph import Edge, Graph, Node, NodeKind
 from circuits.groundtruth import get_ground_truth, load_published, published_names
 from circuits.groundtruth.published import from_dict
+from circuits.measures.roc import evaluate
 from circuits.model import graph_of
 from circuits.scores import Baseline, Level, Scores
 from tasks import LogitDiff, UnknownNameError

@@ -14,10 +14,10 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from circuits.cli import main
 from circuits.discovery import EAP
 from circuits.errors import CircuitFileError
-from circuits.evaluation import evaluate
 from circuits.formats import load_interpbench, read_interpbench_truth
 from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
+from circuits.measures.roc import evaluate
 from circuits.model import model_info
 from tasks import LogitDiff
 from tests.conftest import random_dataset

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from circuits.analysis.knockout import head_means, knock_out, knockout_heads
 from circuits.discovery import Ablation, ActivationPatching, baseline
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
-from circuits.knockout import head_means, knock_out, knockout_heads
 from circuits.model import hook_z, run_with_cache
 from tasks.metrics import LogitDiff
 from tests.conftest import TinyFactory, random_dataset

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
+from circuits.analysis.logit_attribution import direct_logit_attribution
 from circuits.errors import HeadgraphError
 from circuits.interventions import AblateHead, intervene
-from circuits.logit_attribution import direct_logit_attribution
 from circuits.model import head_direct_logits, head_direct_logits_by_key, run_to_logits
 from tasks.metrics import LogitDiff
 from tests.conftest import TinyFactory, random_dataset

@@ -11,7 +11,9 @@ import torch
 
 from circuits.discovery import EAP
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.faithfulness import (
+from circuits.formats import read_mib_result, submission_path, write_mib_results
+from circuits.formats.mib import result_name
+from circuits.measures.faithfulness import (
     MIB_FRACTIONS,
     PERCENTAGES,
     CircuitRunner,
@@ -21,8 +23,6 @@ from circuits.faithfulness import (
     faithfulness_curve,
     mib_areas,
 )
-from circuits.formats import read_mib_result, submission_path, write_mib_results
-from circuits.formats.mib import result_name
 from circuits.scores import Level, Scores
 from circuits.selection import Ranking
 from tasks import LogitDiff

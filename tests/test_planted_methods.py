@@ -35,7 +35,13 @@ def _check_ranges(name: str, results: list[MethodResult]) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=CORRELATIONAL_METHODS[n]))
+        pytest.param(
+            n,
+            marks=[
+                pytest.mark.xfail(strict=True, raises=AssertionError, reason=CORRELATIONAL_METHODS[n]),
+                pytest.mark.slow,  # retrains the SAEs to see a known failure: not on every fast run
+            ],
+        )
         if n in CORRELATIONAL_METHODS
         else n
         for n in METHODS.names()

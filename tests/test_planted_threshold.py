@@ -10,11 +10,11 @@ import torch
 
 from circuits.discovery import Ablation, build_method
 from circuits.errors import HeadgraphError
-from circuits.evaluation import evaluate
 from circuits.graph import Node
 from circuits.groundtruth import PLANTED, Route, ThresholdConfig, threshold_model
 from circuits.groundtruth.planted import ALPHA, Planted
 from circuits.groundtruth.planted_threshold import SINK_CONFIG
+from circuits.measures.roc import evaluate
 from circuits.model import run_to_logits, run_with_cache
 
 MLP_ROUTED = threshold_model(ThresholdConfig())

@@ -9,8 +9,13 @@ from circuits.discovery import ActivationPatching
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node
 from circuits.groundtruth import Planted, induction_model, ioi_model
+from circuits.measures.regression import (
+    CircuitRegression,
+    CircuitRegressionError,
+    assert_circuit_matches,
+    diff_circuits,
+)
 from circuits.model import attention_weights
-from circuits.regression import CircuitRegression, CircuitRegressionError, assert_circuit_matches, diff_circuits
 from circuits.scores import Baseline, Level, Scores
 
 N_PAIRS = 12

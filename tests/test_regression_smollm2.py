@@ -12,7 +12,7 @@ import pytest
 from transformer_lens import HookedTransformer
 
 from circuits.groundtruth.golden import recipe_runner
-from circuits.regression import CircuitRegression
+from circuits.measures.regression import CircuitRegression
 
 pytestmark = pytest.mark.slow
 

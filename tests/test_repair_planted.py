@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from circuits.errors import HeadgraphError
-from circuits.evaluation import task_overlap
 from circuits.graph import Node
 from circuits.groundtruth.planted import ALPHA, Planted
 from circuits.groundtruth.planted_ioi import ioi_model
+from circuits.measures.roc import task_overlap
 from circuits.repair import (
     EditKind,
     RepairConfig,

@@ -1,4 +1,4 @@
-"""IOI roles (circuits/roles.py): direct logit attribution, the role rules, the planted circuit, the CLI."""
+"""IOI roles (circuits/analysis/head_roles.py): direct logit attribution, role rules, planted circuit, CLI."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits.cli import main
-from circuits.discovery import ActivationPatching
-from circuits.errors import HeadgraphError
-from circuits.graph import Node
-from circuits.groundtruth import IOIConfig, Planted, ioi_model
-from circuits.headgraph import HeadGraph, TaskRun
-from circuits.model import head_direct_logits, model_info, run_with_cache
-from circuits.roles import (
+from circuits.analysis.head_roles import (
     ATTENTION_MIN,
     DIRECT_MIN,
     EFFECT_MIN,
@@ -27,6 +20,13 @@ from circuits.roles import (
     compare_roles,
     head_signals,
 )
+from circuits.cli import main
+from circuits.discovery import ActivationPatching
+from circuits.errors import HeadgraphError
+from circuits.graph import Node
+from circuits.groundtruth import IOIConfig, Planted, ioi_model
+from circuits.headgraph import HeadGraph, TaskRun
+from circuits.model import head_direct_logits, model_info, run_with_cache
 from tests.conftest import TinyFactory, random_dataset
 from tests.test_gemma_shapes import gemma3_like
 
@@ -123,7 +123,7 @@ def _signal(direct: float = 0.0, total: float = -0.5, **attention: float) -> Hea
     ],
 )
 def test_rules(signal: HeadSignal, role: Role | None) -> None:
-    from circuits.roles import ROLE_ORDER, RULES
+    from circuits.analysis.head_roles import ROLE_ORDER, RULES
 
     assert next((r for r in ROLE_ORDER if RULES[r](signal)), None) is role
 

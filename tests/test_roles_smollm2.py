@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from transformer_lens import HookedTransformer
 
+from circuits.analysis.head_roles import Role, assign_roles, head_signals
 from circuits.groundtruth.golden import load_golden
 from circuits.model import text_tokenizer
-from circuits.roles import Role, assign_roles, head_signals
 from tasks import IOI
 
 pytestmark = pytest.mark.slow

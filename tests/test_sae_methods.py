@@ -9,6 +9,7 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from circuits.analysis.head_outputs import Pooling, head_outputs
 from circuits.discovery import (
     METHODS,
     ActivationPatching,
@@ -23,7 +24,6 @@ from circuits.discovery import (
 )
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
-from circuits.head_outputs import Pooling, head_outputs
 from circuits.scores import UninformativeScoresWarning
 from saes import Architecture, argmax_codes
 from tasks import Accuracy, LogitDiff, PromptPair, PromptPairDataset, Targets

@@ -9,9 +9,9 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from circuits.analysis.head_outputs import head_outputs
 from circuits.discovery import ActivationPatching, SAECodes, SAEPatching, code_run
 from circuits.graph import Node
-from circuits.head_outputs import head_outputs
 from circuits.model import text_tokenizer
 from saes import argmax_codes
 from tasks import IOI

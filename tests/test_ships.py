@@ -68,7 +68,7 @@ def test_registered_with_settings() -> None:
 
 
 def test_rank_agreement_is_one_for_a_method_with_itself_and_spearman_handles_ties() -> None:
-    from circuits.rank_agreement import rank_agreement, spearman
+    from circuits.measures.rank_agreement import rank_agreement, spearman
 
     planted = induction_model()
     data = planted.task.dataset(8, seed=1)

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from circuits.cli import main
 from circuits.discovery import EAP, PathPatching
 from circuits.errors import HeadgraphError
-from circuits.evaluation import stage_heads
 from circuits.graph import Node, NodeKind
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
+from circuits.measures.roc import stage_heads
 from circuits.stages import StageRule, find_stages, shortlist_senders
 from tasks import LogitDiff
 from tests.conftest import TinyFactory, random_dataset

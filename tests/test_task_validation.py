@@ -29,6 +29,7 @@ from tasks import (
     TextTokenizer,
 )
 from tasks.words import load_data
+from tests.conftest import revalidate
 
 
 @dataclass
@@ -96,16 +97,16 @@ def test_bad_settings_raise_task_error(make: Any, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("task", "bad", "message"),
     [
-        lambda: Arithmetic(template="equation"),  # type: ignore[arg-type]
-        lambda: Arithmetic(corruption="operand"),  # type: ignore[arg-type]
-        lambda: Induction(corruption="random"),  # type: ignore[arg-type]
+        (Arithmetic, {"template": "equation"}, "expected an ArithmeticTemplate, got 'equation'"),
+        (Arithmetic, {"corruption": "operand"}, "expected an ArithmeticCorruption, got 'operand'"),
+        (Induction, {"corruption": "random"}, "corruption must be an InductionCorruption, got 'random'"),
     ],
 )
-def test_strings_for_enum_settings_raise(make: Any) -> None:
-    with pytest.raises((TaskError, TypeError)):  # TypeError: the runtime type checker of the test run
-        make()
+def test_strings_for_enum_settings_raise(task: Any, bad: dict[str, object], message: str) -> None:
+    with pytest.raises(TaskError, match=re.escape(message)):  # the hand-written check, not the type checker
+        revalidate(task(), **bad)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits.attention import head_patterns
+from circuits.analysis.attention import head_patterns
 from circuits.cli import main
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.graph import Node
-from circuits.regression import diff_circuits
+from circuits.measures.regression import diff_circuits
 from circuits.scores import Level
 from circuits.selection import prune_mask, ranked
 from circuits.view import AttentionExamples, attention_examples, page_data, render_html, view

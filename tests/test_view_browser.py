@@ -22,7 +22,7 @@ import pytest
 from circuits.cli import main
 from circuits.graph import Node
 from circuits.headgraph import HeadGraph
-from circuits.regression import diff_circuits
+from circuits.measures.regression import diff_circuits
 from circuits.scores import Circuit, Level
 from circuits.selection import threshold, top_k
 from circuits.view import AttentionExamples, attention_examples, page_data, write_html

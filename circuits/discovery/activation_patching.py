@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_positive, corrupt_means, method_params, summed_scores
+from circuits.engine.ablation import BaselineSums
+from circuits.engine.edges import prefix_length
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
@@ -123,7 +125,7 @@ class ActivationPatching:
         }
 
         totals = torch.zeros(len(graph.nodes), dtype=torch.float64)
-        sums = torch.zeros(4, dtype=torch.float64)  # clean metric, corrupt metric, clean acc, corrupt acc
+        sums = BaselineSums()
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(
@@ -139,14 +141,12 @@ class ActivationPatching:
             b, pos = len(batch), batch.answer_pos
             run = resumable_run(model, batch.clean, self._prefix(batch), [], check_pos=pos)
             m_clean = metric(logits_at(model, run.final_resid, pos), batch.targets)
-            sums[0] += m_clean.double().sum()
-            sums[2] += acc(logits_at(model, run.final_resid, pos), batch.targets).double().sum()
+            sums.add_clean(m_clean, acc(logits_at(model, run.final_resid, pos), batch.targets))
             c_resid, corrupt = run_with_cache(
                 model, batch.corrupt, out_names if self.ablation is Ablation.RESAMPLE else []
             )
             c_logits = logits_at(model, c_resid, pos)
-            sums[1] += metric(c_logits, batch.targets).double().sum()
-            sums[3] += acc(c_logits, batch.targets).double().sum()
+            sums.add_corrupt(metric(c_logits, batch.targets), acc(c_logits, batch.targets))
             corrupt = {name: act[:, run.prefix :] for name, act in corrupt.items()}
             k = max(1, self.max_rows // b)
             for layer in range(n_layers):
@@ -179,11 +179,7 @@ class ActivationPatching:
         first token where clean and corrupt differ (RESAMPLE at all positions)."""
         if self.positions is PatchPositions.LAST:
             return int(batch.answer_pos.min())
-        if self.ablation is not Ablation.RESAMPLE:
-            return 0
-        differs = batch.clean != batch.corrupt  # (b, pos)
-        first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos)
-        return int(torch.minimum(first, batch.answer_pos).min())
+        return prefix_length(batch, self.ablation)
 
     def _replacement(
         self, node: Node, b: int, corrupt: dict[str, Tensor], means: dict[str, Tensor], like: Tensor

@@ -24,6 +24,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.activation_patching import Components
 from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
+from circuits.engine.ablation import BaselineSums
 from circuits.engine.edges import (
     ActivePositions,
     acts_from_cache,
@@ -85,7 +86,7 @@ class AttributionPatching:
         means = mean_sender_acts(model, data, self.batch_size) if self.ablation is Ablation.MEAN else None
         heads = torch.zeros(n_layers, model.cfg.n_heads, dtype=torch.float64)
         mlps = torch.zeros(n_layers, dtype=torch.float64)
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = BaselineSums()
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         guard = PrefixGuard()
@@ -103,14 +104,12 @@ class AttributionPatching:
                 heads[layer] += torch.einsum("nhe,nhe->h", diff.z[layer], pos.gather(grads[layer])).double().cpu()
                 if with_mlps:
                     mlps[layer] += (diff.mlp[layer] * pos.gather(grads[n_layers + layer])).sum().double().cpu()
-            sums += torch.stack(
-                [
-                    values.double().sum(),
-                    metric(corrupt.logits, batch.targets).double().sum(),
-                    acc(logits, batch.targets).double().sum(),
-                    acc(corrupt.logits, batch.targets).double().sum(),
-                ]
-            ).cpu()
+            sums.add(
+                values,
+                metric(corrupt.logits, batch.targets),
+                acc(logits, batch.targets),
+                acc(corrupt.logits, batch.targets),
+            )
         values_out = torch.full((len(graph.nodes),), torch.nan, dtype=torch.float64)
         for layer in range(n_layers):
             for h in range(model.cfg.n_heads):

@@ -15,7 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.engine.ablation import Ablation, baseline, check_ablation, check_positive, corrupt_means
+from circuits.engine.ablation import Ablation, BaselineSums, baseline, check_ablation, check_positive, corrupt_means
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph
 from circuits.scores import Baseline, Level, Scores, flag_uninformative
@@ -66,7 +66,7 @@ def summed_scores(
     graph: Graph,
     level: Level,
     totals: Tensor,
-    sums: Float[Tensor, " 4"],
+    sums: Float[Tensor, " 4"] | BaselineSums,
     n: int,
     metric: Metric,
     start: float,
@@ -79,12 +79,12 @@ def summed_scores(
         graph: the graph scored.
         level: nodes or edges.
         totals: one summed value per node or edge (NaN where not scored).
-        sums: summed clean metric, corrupt metric, clean accuracy and corrupt accuracy.
+        sums: summed clean metric, corrupt metric, clean accuracy and corrupt accuracy (:class:`BaselineSums`).
         n: the number of examples summed.
         metric: the metric.
         start: ``time.perf_counter()`` when the method started.
     """
-    m = (sums / n).tolist()
+    m = ((sums.sums if isinstance(sums, BaselineSums) else sums) / n).tolist()
     scores = Scores(
         graph=graph,
         level=level,

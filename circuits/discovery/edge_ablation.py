@@ -1,16 +1,8 @@
-"""Deprecated: moved to :mod:`circuits.engine.edge_ablation` (the edge engine sits one layer under the methods).
+"""Deprecated alias: moved to :mod:`circuits.engine.edge_ablation` (the edge engine sits one layer under the methods).
 
-This alias keeps ``circuits.discovery.edge_ablation`` importable for one release, with a DeprecationWarning.
+Kept importable for one release, with a DeprecationWarning (see :mod:`circuits._shim`).
 """
 
-import sys
-import warnings
+from circuits._shim import alias
 
-from circuits.engine import edge_ablation as _moved
-
-warnings.warn(
-    f"{__name__} moved to {_moved.__name__}; the old path goes away in the next release",
-    DeprecationWarning,
-    stacklevel=2,
-)
-sys.modules[__name__] = _moved
+alias(__name__, "circuits.engine.edge_ablation")

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
+from circuits.engine.ablation import BaselineSums
 from circuits.engine.edge_ablation import ablated_logits, prepare_batch
 from circuits.engine.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
@@ -70,7 +71,7 @@ class EdgePatching:
             raise HeadgraphError(f"edge_stop {hi} is beyond the graph's {n_edges} edges")
         means = mean_sender_acts(model, data, self.batch_size, terms=True) if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(n_edges, dtype=torch.float64)
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = BaselineSums()
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(
@@ -82,14 +83,7 @@ class EdgePatching:
             clean = run_to_logits(model, batch.clean, batch.answer_pos)
             corrupt = run_to_logits(model, batch.corrupt, batch.answer_pos)
             m_clean = metric(clean, batch.targets)
-            sums += torch.stack(
-                [
-                    m_clean.double().sum(),
-                    metric(corrupt, batch.targets).double().sum(),
-                    acc(clean, batch.targets).double().sum(),
-                    acc(corrupt, batch.targets).double().sum(),
-                ]
-            ).cpu()
+            sums.add(m_clean, metric(corrupt, batch.targets), acc(clean, batch.targets), acc(corrupt, batch.targets))
             k = max(1, self.max_rows // len(batch))
             for first in range(lo, hi, k):
                 chunk = torch.arange(first, min(first + k, hi))

@@ -43,10 +43,10 @@ from jaxtyping import Float, Int, Real
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from circuits.analysis.head_outputs import Pooling, head_outputs
 from circuits.discovery.base import METHODS, check_positive, method_params
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, NodeKind
-from circuits.head_outputs import Pooling, head_outputs
 from circuits.model import graph_of
 from circuits.scores import Baseline, Level, Scores, flag_uninformative
 from saes import (

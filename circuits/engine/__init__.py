@@ -6,11 +6,12 @@ Everything here asks the model adapter (:mod:`circuits.model`) about architectur
 faithfulness, knock-outs, interventions and repair edits build on it, and it imports none of them.
 """
 
-from circuits.engine.ablation import Ablation, baseline, check_ablation, check_positive, corrupt_means
+from circuits.engine.ablation import Ablation, BaselineSums, baseline, check_ablation, check_positive, corrupt_means
 from circuits.engine.edge_ablation import AblationBatch, ablated_logits, prepare_batch
 from circuits.engine.edges import ActivePositions, EdgeLayout, SenderActs, mean_sender_acts, sender_acts
 
 __all__ = [
+    "BaselineSums",
     "Ablation",
     "AblationBatch",
     "ActivePositions",

@@ -78,12 +78,49 @@ def corrupt_means(
 @torch.inference_mode()
 def baseline(model: HookedTransformer, data: PromptPairDataset, metric: Metric, batch_size: int = 32) -> Baseline:
     """Mean metric and accuracy on the clean and the corrupt prompts."""
-    sums = torch.zeros(4, dtype=torch.float64)
+    sums = BaselineSums()
     acc = Accuracy()
     for b in data.batches(batch_size):
-        for i, tokens in enumerate((b.clean, b.corrupt)):
+        for add, tokens in ((sums.add_clean, b.clean), (sums.add_corrupt, b.corrupt)):
             logits = run_to_logits(model, tokens, b.answer_pos)
-            sums[i] += metric(logits, b.targets).double().sum()
-            sums[2 + i] += acc(logits, b.targets).double().sum()
-    m = (sums / len(data)).tolist()
-    return Baseline(metric.name, clean=m[0], corrupt=m[1], clean_accuracy=m[2], corrupt_accuracy=m[3])
+            add(metric(logits, b.targets), acc(logits, b.targets))
+    return sums.baseline(metric.name, len(data))
+
+
+class BaselineSums:
+    """Running float64 sums of the clean and corrupt metric and accuracy: the baseline every method reports.
+
+    One accumulator instead of a positional ``zeros(4)`` in each method (slot order: clean metric,
+    corrupt metric, clean accuracy, corrupt accuracy, as :func:`circuits.discovery.base.summed_scores`
+    reads it).
+
+    Examples:
+        >>> s = BaselineSums()
+        >>> t = torch.tensor
+        >>> s.add(t([1.0, 3.0]), t([0.0, 1.0]), t([1.0, 1.0]), t([0.0, 0.0]))
+        >>> s.baseline("m", 2)
+        Baseline(metric='m', clean=2.0, corrupt=0.5, clean_accuracy=1.0, corrupt_accuracy=0.0)
+    """
+
+    def __init__(self) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64)
+
+    def add(self, clean_metric: Tensor, corrupt_metric: Tensor, clean_acc: Tensor, corrupt_acc: Tensor) -> None:
+        """Add one batch's per-example values."""
+        parts = (clean_metric, corrupt_metric, clean_acc, corrupt_acc)
+        self.sums += torch.stack([x.double().sum() for x in parts]).cpu()
+
+    def add_clean(self, metric: Tensor, accuracy: Tensor) -> None:
+        """Add one batch's clean-run metric and accuracy."""
+        self.sums[0] += metric.double().sum().cpu()
+        self.sums[2] += accuracy.double().sum().cpu()
+
+    def add_corrupt(self, metric: Tensor, accuracy: Tensor) -> None:
+        """Add one batch's corrupt-run metric and accuracy."""
+        self.sums[1] += metric.double().sum().cpu()
+        self.sums[3] += accuracy.double().sum().cpu()
+
+    def baseline(self, metric: str, n: int) -> Baseline:
+        """The mean over ``n`` examples."""
+        m = (self.sums / n).tolist()
+        return Baseline(metric, clean=m[0], corrupt=m[1], clean_accuracy=m[2], corrupt_accuracy=m[3])

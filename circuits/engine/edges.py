@@ -39,6 +39,7 @@ from circuits.graph import QKV, Graph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
     embeddings,
+    has_mlps,
     hook_attn_post_scale,
     hook_mlp_out,
     hook_resid_pre,
@@ -221,9 +222,7 @@ class ActivePositions:
         cols = torch.arange(width, device=batch.clean.device)[None, :]
         keep = cols <= batch.answer_pos[:, None]  # (b, pos)
         if from_first_difference:
-            differs = batch.clean != batch.corrupt
-            first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos + 1)
-            keep &= cols >= first[:, None]
+            keep &= cols >= first_difference(batch, otherwise=batch.answer_pos + 1)[:, None]
         rows, pos = keep.nonzero(as_tuple=True)
         return ActivePositions(rows, pos)
 
@@ -252,9 +251,25 @@ def prefix_length(batch: PromptPairDataset, ablation: Ablation) -> int:
     """
     if ablation is not Ablation.RESAMPLE:
         return 0
-    differs = batch.clean != batch.corrupt
-    first = torch.where(differs.any(1), differs.int().argmax(1), batch.answer_pos)
+    first = first_difference(batch, otherwise=batch.answer_pos)
     return int(torch.minimum(first, batch.answer_pos).min())
+
+
+def first_difference(batch: PromptPairDataset, *, otherwise: Int[Tensor, " batch"]) -> Int[Tensor, " batch"]:
+    """Per prompt, the first position where the clean and corrupt tokens differ (``otherwise`` where none does).
+
+    The one definition of "first difference" (positions before it are identical in both runs, so
+    every patch there is a no-op): active positions, shared prefixes and activation patching's
+    prefix use it.
+
+    Examples:
+        >>> from tests.conftest import random_dataset
+        >>> d = random_dataset(n=2, length=5, lengths=[5, 4], diff_from=2)
+        >>> first_difference(d, otherwise=d.answer_pos).tolist()
+        [2, 2]
+    """
+    differs = batch.clean != batch.corrupt  # (b, pos)
+    return torch.where(differs.any(1), differs.int().argmax(1), otherwise)
 
 
 @dataclass(frozen=True)
@@ -303,7 +318,7 @@ class SenderActs:
 def sender_hook_names(model: HookedTransformer, *, terms: bool = False) -> list[str]:
     """The hooks whose outputs are the senders' outputs (with ``terms``, also the post-norm scales)."""
     names = [hook_resid_pre(0)] + [hook_z(layer) for layer in range(model.cfg.n_layers)]
-    if not model.cfg.attn_only:
+    if has_mlps(model):
         names += [hook_mlp_out(layer) for layer in range(model.cfg.n_layers)]
     return names + sender_scale_hooks(model) if terms else names
 
@@ -332,7 +347,7 @@ def acts_from_cache(
     return SenderActs(
         pos.gather(cache[hook_resid_pre(0)]),
         [pos.gather(cache[hook_z(layer)]) for layer in range(n)],
-        [] if model.cfg.attn_only else [pos.gather(cache[hook_mlp_out(layer)]) for layer in range(n)],
+        [] if not has_mlps(model) else [pos.gather(cache[hook_mlp_out(layer)]) for layer in range(n)],
     )
 
 
@@ -371,7 +386,7 @@ def zero_sender_acts(model: HookedTransformer) -> SenderActs:
     return SenderActs(
         zeros,
         [torch.zeros(1, cfg.n_heads, cfg.d_head, dtype=cfg.dtype, device=cfg.device)] * cfg.n_layers,
-        [] if cfg.attn_only else [zeros] * cfg.n_layers,
+        [] if not has_mlps(model) else [zeros] * cfg.n_layers,
     )
 
 

@@ -10,8 +10,8 @@ ranking, ``{output_dir}/{method}_{ablation}_{level}/{task}_{model}_{split}_abs-{
 ``print_results.py`` reports CPR as ``area_under`` of the ``abs-False`` file and CMD as
 ``area_from_1`` of the ``abs-True`` file. :func:`read_mib_result` reads such a file and
 :meth:`MIBResult.recomputed` recomputes its areas from its faithfulness values with
-:func:`circuits.faithfulness.mib_areas`; :func:`write_mib_results` writes a headgraph
-:class:`~circuits.faithfulness.FaithfulnessReport` as those two files (``print_results.py``
+:func:`circuits.measures.faithfulness.mib_areas`; :func:`write_mib_results` writes a headgraph
+:class:`~circuits.measures.faithfulness.FaithfulnessReport` as those two files (``print_results.py``
 tabulates only the task/model pairs of its own table).
 
 Submissions (README "Submitting to the MIB Leaderboard"): one folder per task and model, named
@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.faithfulness import MIB_FRACTIONS, CurveRule, FaithfulnessCurve, FaithfulnessReport, MIBAreas, mib_areas
+from circuits.measures.faithfulness import (
+    MIB_FRACTIONS,
+    CurveRule,
+    FaithfulnessCurve,
+    FaithfulnessReport,
+    MIBAreas,
+    mib_areas,
+)
 from circuits.selection import Ranking
 
 __all__ = ["MIBResult", "read_mib_result", "result_name", "submission_path", "write_mib_results"]

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from circuits.discovery.base import METHODS, Ablation, build_method
-from circuits.evaluation import evaluate
 from circuits.graph import Node
 from circuits.groundtruth.planted import Planted
 from circuits.groundtruth.planted_induction import InductionConfig, induction_model
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
 from circuits.groundtruth.planted_threshold import SINK_CONFIG, ThresholdConfig, threshold_model
+from circuits.measures.roc import evaluate
 
 __all__ = ["MethodResult", "default_suite", "format_results", "score_methods"]
 

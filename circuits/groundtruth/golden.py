@@ -32,9 +32,9 @@ import torch
 from transformer_lens import HookedTransformer
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.evaluation import ZERO_TOL, jaccard
 from circuits.graph import Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
+from circuits.measures.roc import ZERO_TOL, jaccard
 from circuits.scores import Baseline, Scores
 from tasks.registry import Registry
 

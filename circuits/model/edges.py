@@ -60,6 +60,16 @@ def check_edge_support(model: HookedTransformer) -> None:
         )
 
 
+def has_mlps(model: HookedTransformer) -> bool:
+    """Whether the blocks have MLPs (senders and receivers of their own); ``False`` for attention-only models."""
+    return not model.cfg.attn_only
+
+
+def output_weights(model: HookedTransformer) -> Float[Tensor, "layer head d_head d_model"]:
+    """Every head's output map ``W_O`` (``z`` to the block's attention output, before any post-norm)."""
+    return model.W_O
+
+
 def has_post_norm(model: HookedTransformer) -> bool:
     """Whether each block's attention (and MLP) output is RMS-normalized before the residual add (Gemma 2/3)."""
     return bool(model.cfg.use_normalization_before_and_after)

@@ -10,7 +10,7 @@ runs that recipe on any model and pair of tasks with answer roles
 1. **Circuits.** Exact activation patching of every head at the answer position (resample
    ablation) on the source task and on the target task's selection prompts; each circuit is the top
    ``fraction`` of heads by |effect| and their overlap is Merullo's
-   (:func:`circuits.evaluation.task_overlap`). On a large model, ``shortlist`` heads ranked by
+   (:func:`circuits.measures.roc.task_overlap`). On a large model, ``shortlist`` heads ranked by
    attribution patching (one forward/backward per batch, all positions) are patched exactly and the
    others are left unscored (NaN): the circuit is exact among the shortlist.
 2. **Candidates.** The source circuit's heads (default), or only the heads both circuits share.
@@ -59,8 +59,8 @@ from circuits.discovery.activation_patching import ActivationPatching, PatchPosi
 from circuits.discovery.attribution_patching import AttributionPatching
 from circuits.engine.ablation import check_positive
 from circuits.errors import HeadgraphError
-from circuits.evaluation import Overlap, task_overlap
 from circuits.graph import Node
+from circuits.measures.roc import Overlap, task_overlap
 from circuits.model import logits_at, model_info, run_with_cache
 from circuits.repair.edits import EditEvaluator, EditKind, HeadEdit, Outcome
 from circuits.repair.roles import ROLES, Role, require_roles, role_positions
@@ -260,7 +260,7 @@ class RepairResult:
 
     ``source_scores`` and ``target_scores`` are the two all-head patching sweeps of step 1 (source
     task; target selection prompts), kept so that callers can draw them or recompute the overlap at
-    other thresholds (:func:`circuits.evaluation.overlap_curve`) without patching again.
+    other thresholds (:func:`circuits.measures.roc.overlap_curve`) without patching again.
     """
 
     model: str

@@ -172,7 +172,7 @@ def _result_columns(hg: Any, spec: SweepSpec, truth: Circuit | None) -> dict[str
         "warnings": list(s.warnings) + list(hg.warnings),
     }
     if truth is not None:
-        from circuits.evaluation import evaluate
+        from circuits.measures.roc import evaluate
 
         ev = evaluate(s, truth)
         out["node_auc"], out["edge_auc"] = ev.node_auc, ev.edge_auc
@@ -180,7 +180,7 @@ def _result_columns(hg: Any, spec: SweepSpec, truth: Circuit | None) -> dict[str
 
 
 def _faithfulness_columns(model: HookedTransformer, data: Any, metric: Any, scores: Any) -> dict[str, Any]:
-    from circuits.faithfulness import evaluate_faithfulness
+    from circuits.measures.faithfulness import evaluate_faithfulness
 
     if scores.level is Level.NODE and torch.isnan(scores.values).all():
         raise HeadgraphError("faithfulness: no item is scored")

@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from circuits.evaluation import jaccard
+from circuits.measures.roc import jaccard
 from circuits.sweep.results import TABLE, query
 
 __all__ = ["REPORT", "Report", "agreement", "markdown_table", "spearman", "stability", "write_report"]

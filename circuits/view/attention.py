@@ -1,7 +1,7 @@
 """Attention patterns stored in the head-graph page: chosen heads on a few example prompts.
 
 Clicking a head on the page shows its post-softmax pattern (TransformerLens ``hook_pattern``, read by
-:func:`circuits.attention.head_patterns`) on each stored prompt, rows and columns labelled with the
+:func:`circuits.analysis.attention.head_patterns`) on each stored prompt, rows and columns labelled with the
 prompt's tokens. Patterns are computed once, at ``headgraph view --model`` time, for the drawn heads
 only, and can be saved beside the circuit file (``attention.json``) so the next ``view`` is offline
 and instant.
@@ -20,7 +20,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuits.attention import head_patterns
+from circuits.analysis.attention import head_patterns
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.graph import Node, NodeKind
 

@@ -124,7 +124,7 @@ def _items(hg: HeadGraph) -> tuple[dict[str, Any], list[int]]:
 
 def _diff(a: HeadGraph, b: HeadGraph, top_k: int) -> dict[str, Any]:
     """Heads and edges B gained, lost or moved against A (the heads as ``headgraph compare`` prints them)."""
-    from circuits.regression import describe, diff_circuits
+    from circuits.measures.regression import describe, diff_circuits
 
     ga, gb = a.scores.graph, b.scores.graph
     if (ga.n_layers, ga.n_heads) != (gb.n_layers, gb.n_heads):

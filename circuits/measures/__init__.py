@@ -1,0 +1,1 @@
+"""How good a circuit is: ROC against ground truth, faithfulness, regression, rank agreement."""
