@@ -6,7 +6,7 @@ Registered tasks (:data:`TASKS`, :func:`get_task`): ``ioi``, ``colored-objects``
 """
 
 from tasks.arithmetic import Arithmetic, ArithmeticAnswer, ArithmeticCorruption, ArithmeticTemplate, Operation
-from tasks.base import TASKS, PromptPair, PromptPairDataset, Task
+from tasks.base import TASKS, PromptPair, PromptPairDataset, Task, TokenRows, collate
 from tasks.colored_objects import ColoredObjects
 from tasks.errors import TaskError, UnknownNameError
 from tasks.greater_than import GreaterThan, YearTokens
@@ -54,12 +54,14 @@ __all__ = [
     "Retrieval",
     "Targets",
     "Task",
+    "TokenRows",
     "TaskError",
     "TextTokenizer",
     "UnknownNameError",
     "YearTokens",
     "Operation",
     "candidate_chance",
+    "collate",
     "get_task",
     "normalized",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,7 +30,7 @@ from tasks.metrics import PAD, LogitDiff, Metric, Targets
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
 
-__all__ = ["TASKS", "PromptPair", "PromptPairDataset", "Task"]
+__all__ = ["TASKS", "PromptPair", "PromptPairDataset", "Task", "TokenRows", "collate"]
 
 MAX_DRAWS_PER_PAIR = 4
 """A dataset of n pairs gives up after drawing this many times n candidate pairs."""
@@ -270,23 +270,54 @@ def _tokenize(pair: PromptPair, tokenizer: TextTokenizer) -> _Tokenized | str:
     return _Tokenized(clean, corrupt, ids["answer"], ids["wrong"], ids["candidate"], positions)
 
 
-def _padded(rows: list[list[int]], fill: int) -> Tensor:
+def _padded(rows: Sequence[Sequence[int]], fill: int) -> Tensor:
     width = max(len(r) for r in rows)
-    return torch.tensor([r + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _collate(
-    task: str, seed: int, tokenizer: TextTokenizer, kept: list[tuple[PromptPair, _Tokenized]], dropped: dict[str, int]
+@dataclass(frozen=True)
+class TokenRows:
+    """One pair's token ids, before batching: the rows :func:`collate` pads into a dataset.
+
+    Attributes:
+        clean: clean prompt ids.
+        corrupt: corrupt prompt ids (same length).
+        answers: correct next-token ids.
+        wrong: competing ids.
+        candidates: every candidate id.
+        positions: named token positions.
+    """
+
+    clean: Sequence[int]
+    corrupt: Sequence[int]
+    answers: Sequence[int]
+    wrong: Sequence[int]
+    candidates: Sequence[int]
+    positions: Mapping[str, int]
+
+
+def collate(
+    task: str,
+    seed: int,
+    tokenizer: str,
+    pad_id: int,
+    pairs: Sequence[tuple[PromptPair, TokenRows]],
+    dropped: Mapping[str, int] | None = None,
 ) -> PromptPairDataset:
-    toks = [t for _, t in kept]
+    """Batch tokenized pairs into a dataset: prompts right-padded with ``pad_id``, targets with ``PAD``.
+
+    Only the positions every pair names are kept. The one batching step of text tasks and of
+    token-level (planted) tasks.
+    """
+    toks = [t for _, t in pairs]
     names = sorted(set.intersection(*(set(t.positions) for t in toks)))
     return PromptPairDataset(
         task=task,
         seed=seed,
-        tokenizer=tokenizer.name,
-        pairs=tuple(p for p, _ in kept),
-        clean=_padded([t.clean for t in toks], tokenizer.pad_id),
-        corrupt=_padded([t.corrupt for t in toks], tokenizer.pad_id),
+        tokenizer=tokenizer,
+        pairs=tuple(p for p, _ in pairs),
+        clean=_padded([t.clean for t in toks], pad_id),
+        corrupt=_padded([t.corrupt for t in toks], pad_id),
         lengths=torch.tensor([len(t.clean) for t in toks], dtype=torch.long),
         targets=Targets(
             answers=_padded([t.answers for t in toks], PAD),
@@ -294,5 +325,12 @@ def _collate(
             candidates=_padded([t.candidates for t in toks], PAD),
         ),
         positions={k: torch.tensor([t.positions[k] for t in toks], dtype=torch.long) for k in names},
-        dropped=dropped,
+        dropped=dict(dropped or {}),
     )
+
+
+def _collate(
+    task: str, seed: int, tokenizer: TextTokenizer, kept: list[tuple[PromptPair, _Tokenized]], dropped: dict[str, int]
+) -> PromptPairDataset:
+    rows = [(p, TokenRows(t.clean, t.corrupt, t.answers, t.wrong, t.candidates, t.positions)) for p, t in kept]
+    return collate(task, seed, tokenizer.name, tokenizer.pad_id, rows, dropped)

@@ -14,11 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
-
 from circuits.errors import HeadgraphError
-from tasks import PromptPair, PromptPairDataset, Targets
-from tasks.metrics import PAD
+from tasks import PromptPair, PromptPairDataset, TokenRows, collate
 
 __all__ = ["TokenPair", "TokenPairStream", "render", "token_dataset"]
 
@@ -60,11 +57,6 @@ def render(tokens: Sequence[int]) -> str:
     return " ".join(f"t{t}" for t in tokens)
 
 
-def _padded(rows: Sequence[Sequence[int]], fill: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
 def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: int = 0) -> PromptPairDataset:
     """Batch ``pairs`` (right-padded with ``pad_id``) into a dataset; candidates are answers + wrong.
 
@@ -76,31 +68,20 @@ def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: i
     """
     if not pairs:
         raise ValueError("a dataset needs at least one pair")
-    names = sorted(set.intersection(*(set(p.positions) for p in pairs)))
-    return PromptPairDataset(
-        task=task,
-        seed=seed,
-        tokenizer="token-ids",
-        pairs=tuple(
+    rows = [
+        (
             PromptPair(
                 clean=render(p.clean),
                 corrupt=render(p.corrupt),
                 answers=tuple(f"t{t}" for t in p.answers),
                 wrong=tuple(f"t{t}" for t in p.wrong),
                 candidates=tuple(f"t{t}" for t in (*p.answers, *p.wrong)),
-            )
-            for p in pairs
-        ),
-        clean=_padded([p.clean for p in pairs], pad_id),
-        corrupt=_padded([p.corrupt for p in pairs], pad_id),
-        lengths=torch.tensor([len(p.clean) for p in pairs], dtype=torch.long),
-        targets=Targets(
-            answers=_padded([p.answers for p in pairs], PAD),
-            wrong=_padded([p.wrong for p in pairs], PAD),
-            candidates=_padded([(*p.answers, *p.wrong) for p in pairs], PAD),
-        ),
-        positions={k: torch.tensor([p.positions[k] for p in pairs], dtype=torch.long) for k in names},
-    )
+            ),
+            TokenRows(p.clean, p.corrupt, p.answers, p.wrong, (*p.answers, *p.wrong), p.positions),
+        )
+        for p in pairs
+    ]
+    return collate(task, seed, "token-ids", pad_id, rows)
 
 
 class TokenPairStream:
