@@ -28,8 +28,8 @@ from bench.sae_eval import labels_of, precision_at_k, roc_auc
 from circuits.discovery import build_method
 from circuits.discovery.sae_codes import code_run
 from circuits.groundtruth.golden import load_golden
+from circuits.measures.rank_agreement import spearman
 from circuits.model import load_model, text_tokenizer
-from circuits.rank_agreement import spearman
 from saes import unique_code_counts
 from tasks import TASKS
 

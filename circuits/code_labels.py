@@ -31,7 +31,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.code_patching import HeadFidelity
 from circuits.graph import Node
-from circuits.model import hook_pattern, hook_z, run_with_cache
+from circuits.model import hook_pattern, hook_z, output_weights, run_with_cache
 from saes import NO_CODE, Codebook
 from tasks import PromptPairDataset
 
@@ -126,7 +126,7 @@ def label_heads(
     """
     layers = sorted({h.layer for h in heads})
     names = [n for layer in layers for n in (hook_z(layer), hook_pattern(layer))]
-    _, cache = run_with_cache(model, data.clean.to(model.W_O.device), names)
+    _, cache = run_with_cache(model, data.clean.to(output_weights(model).device), names)
     n, width = data.clean.shape
     rows = torch.arange(n)
     answer = data.answer_pos.cpu()
@@ -146,7 +146,7 @@ def label_heads(
     for head in heads:
         hh = int(head.head or 0)
         z = cache[hook_z(head.layer)][:, :, hh]
-        codes = books[head].codes(z @ model.W_O[head.layer, hh]).cpu()  # (n, pos)
+        codes = books[head].codes(z @ output_weights(model)[head.layer, hh]).cpu()  # (n, pos)
         pattern = cache[hook_pattern(head.layer)][:, hh]  # (n, q, k)
         key = pattern[rows, answer].argmax(-1).cpu()  # (n,) the key the answer position attends most
         at_answer = codes[rows, answer]

@@ -1,7 +1,7 @@
 """Sparse autoencoders on attention-head outputs and their discrete codes (O'Neill & Bui 2024).
 
 Works on tensors only (nothing here imports :mod:`circuits`): give it one vector per (prompt, head)
-(``circuits.head_outputs`` collects them from a model), train sae-lens SAEs on a few of them
+(``circuits.analysis.head_outputs`` collects them from a model), train sae-lens SAEs on a few of them
 (:func:`train_head_saes`), turn every vector into a discrete code (:meth:`HeadSAEs.codes`: the argmax
 latent), count the codes that only positive prompts show (:mod:`saes.counting`), and save or load
 the SAEs in sae-lens's on-disk format (:meth:`HeadSAEs.save`, :meth:`HeadSAEs.load`).

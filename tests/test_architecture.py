@@ -85,10 +85,6 @@ def test_post_norm_knowledge_stays_in_the_model_adapter() -> None:
 
 
 ARCH_READS_PENDING = {
-    "circuits/discovery/relp.py": "cfg.attn_only (on another branch now; use circuits.model.has_mlps after the merge)",
-    "circuits/discovery/code_patching.py": "model.W_O (on another branch now; use circuits.model.output_weights)",
-    "circuits/discovery/sae_codes.py": "model.W_O.device (on another branch now)",
-    "circuits/code_labels.py": "model.W_O (on another branch now; use circuits.model.output_weights)",
     "circuits/formats/interpbench.py": "cfg.attn_only of a file's HookedTransformerConfig (no model is loaded)",
 }
 """Files still reading architecture fields directly, each with why: the list may only shrink."""

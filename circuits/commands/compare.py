@@ -11,7 +11,7 @@ overlap curve over the threshold.
 With ``--roles``, two IOI circuits (typically of different models, whose head indices do not
 correspond) are compared by role instead: each model is loaded, its task's pairs regenerated (the file's task,
 seed and, at most, ``--n`` pairs), and its heads given Wang et al.'s IOI roles from their attention,
-direct and total effects (:mod:`circuits.roles`):
+direct and total effects (:mod:`circuits.analysis.head_roles`):
 
     headgraph compare circuits/groundtruth/data/golden/ioi-smollm2-135m.json \
         out/ioi-gemma/circuit.json --roles --n 64 --out out/roles
@@ -29,8 +29,8 @@ from circuits.commands.common import add_dtype_option, model_device, prepare_out
 from circuits.errors import HeadgraphError
 
 if TYPE_CHECKING:
+    from circuits.analysis.head_roles import RoleAssignment
     from circuits.headgraph import HeadGraph
-    from circuits.roles import RoleAssignment
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
@@ -45,8 +45,8 @@ def parse_fractions(text: str) -> tuple[float, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.evaluation import overlap_curve
-    from circuits.regression import describe, diff_circuits, read_circuit
+    from circuits.measures.regression import describe, diff_circuits, read_circuit
+    from circuits.measures.roc import overlap_curve
 
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_origins(a: list[HeadGraph], b: list[HeadGraph], paths: dict[str, list[str]], *, force: bool) -> None:
     """Head-by-head comparison needs one model: A and B on the same model (name and config hash),
     and each side's stages on one task. A and B may be different tasks (their overlap is the point)."""
-    from circuits.regression import Origin, check_same_origin
+    from circuits.measures.regression import Origin, check_same_origin
 
     for side, stages in (("A", a), ("B", b)):
         for path, hg in zip(paths[side][1:], stages[1:], strict=True):
@@ -99,8 +99,8 @@ def _check_origins(a: list[HeadGraph], b: list[HeadGraph], paths: dict[str, list
 
 
 def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
-    from circuits.regression import describe
-    from circuits.roles import compare_roles
+    from circuits.analysis.head_roles import compare_roles
+    from circuits.measures.regression import describe
 
     print(f"comparing by role (Wang et al. 2022 classes)\nA: {describe(a)}\nB: {describe(b)}", flush=True)
     found = [_assign(hg, args.n, dtype=args.dtype, device=model_device(args), progress=not args.quiet) for hg in (a, b)]
@@ -122,11 +122,11 @@ def _compare_roles(a: HeadGraph, b: HeadGraph, args: argparse.Namespace) -> int:
 
 def _assign(hg: HeadGraph, n: int, *, dtype: str, device: str, progress: bool) -> RoleAssignment:
     """Load ``hg``'s model, regenerate its task's pairs and give its heads roles."""
+    from circuits.analysis.head_roles import assign_roles, head_signals
     from circuits.groundtruth.planted import PLANTED
     from circuits.groundtruth.planted_ioi import PlantedIOITask
     from circuits.model import load_model, model_info, text_tokenizer
     from circuits.pipeline import task_settings
-    from circuits.roles import assign_roles, head_signals
     from tasks import TASKS
 
     if hg.task.name == PlantedIOITask.name:  # the planted IOI model of the default configuration

@@ -3,7 +3,7 @@
     headgraph evaluate out/ioi/circuit.json
 
 Rebuilds the file's prompt pairs (same task, settings, seed and count unless overridden), runs the
-model with every edge outside each top-k % circuit ablated (:mod:`circuits.faithfulness`), prints
+model with every edge outside each top-k % circuit ablated (:mod:`circuits.measures.faithfulness`), prints
 the curve and writes ``faithfulness.png`` and ``faithfulness.json`` beside the file.
 """
 
@@ -21,12 +21,13 @@ from circuits.errors import HeadgraphError
 from circuits.settings import parse_choice
 
 if typing.TYPE_CHECKING:
-    from circuits.faithfulness import FaithfulnessReport
+    from circuits.measures.faithfulness import FaithfulnessReport
 
 
 def run(args: argparse.Namespace) -> int:
     from circuits.engine.ablation import Ablation
-    from circuits.faithfulness import (
+    from circuits.headgraph import HeadGraph
+    from circuits.measures.faithfulness import (
         PERCENTAGES,
         CircuitRunner,
         CurveRule,
@@ -34,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
         Selection,
         faithfulness_curve,
     )
-    from circuits.faithfulness_plot import plot_faithfulness
-    from circuits.headgraph import HeadGraph
     from circuits.model import load_model, model_info, text_tokenizer
+    from circuits.pictures.faithfulness_plot import plot_faithfulness
     from circuits.selection import Ranking
 
     hg = HeadGraph.load(args.circuit)

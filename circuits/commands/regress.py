@@ -23,8 +23,14 @@ QUICK_MAX_SCORE_CHANGE = 1e-3
 def run(args: argparse.Namespace) -> int:
     from circuits.commands.golden import parse_seeds
     from circuits.groundtruth.golden import load_golden, pool, recipe_model, recipe_runner
+    from circuits.measures.regression import (
+        CircuitRegressionError,
+        Origin,
+        assert_circuit_matches,
+        check_same_origin,
+        describe,
+    )
     from circuits.model import model_info
-    from circuits.regression import CircuitRegressionError, Origin, assert_circuit_matches, check_same_origin, describe
 
     if args.min_jaccard is not None and not 0.0 <= args.min_jaccard <= 1.0:
         raise HeadgraphError(f"min_jaccard must be in [0, 1], got {args.min_jaccard}")

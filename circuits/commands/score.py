@@ -22,10 +22,10 @@ def _fmt(x: float) -> str:
 
 
 def score_file(args: argparse.Namespace) -> int:
-    from circuits.evaluation import ZERO_TOL, evaluate, labels, precision_recall_at_k
     from circuits.graph import NodeKind
     from circuits.groundtruth.truth import check_truth_spec, is_named_truth, resolve_truth
-    from circuits.regression import Origin, check_same_origin, describe, read_circuit
+    from circuits.measures.regression import Origin, check_same_origin, describe, read_circuit
+    from circuits.measures.roc import ZERO_TOL, evaluate, labels, precision_recall_at_k
     from circuits.scores import Level
 
     check_truth_spec(args.truth)  # fail fast on the name before reading the file
@@ -72,7 +72,7 @@ def _truth_origin(name: str, spec: Any) -> Any:
     """What a ground truth is of: its model and task (and, for a golden circuit, the config hash)."""
     from circuits.groundtruth.golden import load_golden
     from circuits.groundtruth.truth import GOLDEN_PREFIX
-    from circuits.regression import Origin
+    from circuits.measures.regression import Origin
 
     config_hash = None
     if name.startswith(GOLDEN_PREFIX):

@@ -25,8 +25,8 @@ FILES = ("ships.md", "ships.json")
 
 def run(args: argparse.Namespace) -> int:
     from circuits.discovery import Ablation, ActivationPatching, Ships, sahara
+    from circuits.measures.rank_agreement import rank_agreement
     from circuits.model import text_tokenizer
-    from circuits.rank_agreement import rank_agreement
     from tasks import get_task
 
     task = get_task(args.task)

@@ -22,7 +22,7 @@ from circuits.errors import HeadgraphError
 
 def run(args: argparse.Namespace) -> int:
     from circuits.discovery import Ablation
-    from circuits.evaluation import MERULLO_FRACTION
+    from circuits.measures.roc import MERULLO_FRACTION
     from circuits.model import text_tokenizer
     from circuits.stages import StageRule, find_stages
     from tasks import get_task

@@ -25,7 +25,7 @@ from circuits.errors import CircuitFileError, HeadgraphError
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.regression import read_circuit
+    from circuits.measures.regression import read_circuit
     from circuits.view import AttentionExamples, page_data, write_html
     from circuits.view.data import annotations_from_json
 

@@ -22,7 +22,7 @@ Codes come from one code book per head (:func:`.code_patching.train_codebooks`).
 say whether the receiver reads the sender through q, k or v: an edge here is head → head.
 
 :func:`edge_agreement` compares the pairs' weights with another method's edge scores (EAP-IG) over
-the same head pairs: Spearman correlation (:func:`circuits.rank_agreement.spearman`) and top-k
+the same head pairs: Spearman correlation (:func:`circuits.measures.rank_agreement.spearman`) and top-k
 overlap, a pair's score in the other method being the sum of ``|score|`` over its q, k and v edges.
 """
 
@@ -48,8 +48,8 @@ from circuits.discovery.code_patching import (
 )
 from circuits.errors import HeadgraphError
 from circuits.graph import Node, NodeKind
-from circuits.model import HookFn, hook_z, with_hooks
-from circuits.rank_agreement import spearman
+from circuits.measures.rank_agreement import spearman
+from circuits.model import HookFn, hook_z, output_weights, with_hooks
 from circuits.scores import Level, Scores
 from saes import Codebook, code_purity
 from tasks import PromptPairDataset
@@ -205,7 +205,7 @@ def _observe(
     """Codes of every head on clean then corrupt prompts at the answer position and the positions
     before it (``[prompt, back]``, column 0 the answer), and per pair the number of clean prompts whose
     receiver code changes when the sender is code-patched."""
-    device = model.W_O.device
+    device = output_weights(model).device
     back = int(data.answer_pos.min()) + 1
     layers = sorted({h.layer for h in heads})
     codes: dict[Node, list[Tensor]] = {h: [] for h in heads}

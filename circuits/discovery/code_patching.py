@@ -43,7 +43,16 @@ from transformer_lens import HookedTransformer
 from circuits.discovery.base import check_positive
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
-from circuits.model import HookFn, hook_z, logits_at, resumable_run, resume_to_logits, run_with_cache, with_hooks
+from circuits.model import (
+    HookFn,
+    hook_z,
+    logits_at,
+    output_weights,
+    resumable_run,
+    resume_to_logits,
+    run_with_cache,
+    with_hooks,
+)
 from circuits.scores import Baseline, UninformativeScoresWarning
 from saes import Codebook, CodebookConfig, SAEError, train_codebook
 from tasks import PromptPairDataset
@@ -217,7 +226,7 @@ def _check_heads(model: HookedTransformer, heads: Sequence[Node]) -> None:
 
 def _out(model: HookedTransformer, z: Float[Tensor, "batch pos head d_head"], head: Node) -> Tensor:
     """One head's output after ``W_O`` at every position: ``[batch, pos, d_model]``."""
-    return z[:, :, int(head.head or 0)] @ model.W_O[head.layer, int(head.head or 0)]
+    return z[:, :, int(head.head or 0)] @ output_weights(model)[head.layer, int(head.head or 0)]
 
 
 @torch.inference_mode()
@@ -229,7 +238,7 @@ def head_position_outputs(
     layers = sorted({h.layer for h in heads})
     parts: dict[Node, list[Tensor]] = {h: [] for h in heads}
     for start in range(0, tokens.shape[0], batch_size):
-        _, cache = run_with_cache(model, tokens[start : start + batch_size].to(model.W_O.device),
+        _, cache = run_with_cache(model, tokens[start : start + batch_size].to(output_weights(model).device),
                                   [hook_z(layer) for layer in layers])  # fmt: skip
         for h in heads:
             parts[h].append(_out(model, cache[hook_z(h.layer)], h))
@@ -249,7 +258,7 @@ def train_codebooks(
     g = torch.Generator().manual_seed(settings.seed)
     rows = torch.randperm(len(data), generator=g)[: settings.train_pairs]
     sub = data.select(rows)
-    real = _real(sub.lengths, sub.clean.shape[1]).to(model.W_O.device)
+    real = _real(sub.lengths, sub.clean.shape[1]).to(output_weights(model).device)
     clean = head_position_outputs(model, sub.clean, heads, settings.batch_size)
     corrupt = head_position_outputs(model, sub.corrupt, heads, settings.batch_size)
     books = {}
@@ -267,7 +276,7 @@ def train_codebooks(
 
 
 def _pinv(model: HookedTransformer, head: Node) -> Float[Tensor, "d_model d_head"]:
-    w = model.W_O[head.layer, int(head.head or 0)]  # (d_head, d_model)
+    w = output_weights(model)[head.layer, int(head.head or 0)]  # (d_head, d_model)
     return torch.linalg.pinv(w.double()).to(w.dtype)
 
 
@@ -336,7 +345,7 @@ def _fidelity(
     heads: Sequence[Node],
     books: Mapping[Node, Codebook],
 ) -> tuple[tuple[HeadFidelity, ...], Baseline]:
-    device = model.W_O.device
+    device = output_weights(model).device
     pinv = {h: _pinv(model, h) for h in heads}
     layers = sorted({h.layer for h in heads})
     names = [hook_z(layer) for layer in layers]
@@ -406,7 +415,7 @@ def _reduction(
     heads: Sequence[Node],
     books: Mapping[Node, Codebook],
 ) -> CircuitReduction:
-    device = model.W_O.device
+    device = output_weights(model).device
     pinv = {h: _pinv(model, h) for h in heads}
     layers = sorted({h.layer for h in heads})
     by_layer = {layer: [h for h in heads if h.layer == layer] for layer in layers}

@@ -44,7 +44,7 @@ from transformer_lens import HookedTransformer
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params
 from circuits.discovery.eap import edge_attribution
 from circuits.errors import HeadgraphError
-from circuits.model import HookFn, check_edge_support, hook_k, hook_pattern, hook_q
+from circuits.model import HookFn, check_edge_support, has_mlps, hook_k, hook_pattern, hook_q
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
@@ -103,14 +103,14 @@ def relevance_hooks(model: HookedTransformer, qk: QKRule = QKRule.LOCAL) -> list
         HeadgraphError: the model's MLP has an activation with no rule here (SoLU's normalised one).
     """
     cfg = model.cfg
-    if not cfg.attn_only and cfg.is_layer_norm_activation():
+    if has_mlps(model) and cfg.is_layer_norm_activation():
         raise HeadgraphError(f"relp has no relevance rule for the {cfg.act_fn} activation")
     hooks: list[tuple[str, HookFn]] = [(name, _detach) for name in model.hook_dict if name.endswith("hook_scale")]
     for layer in range(cfg.n_layers):
         hooks += [(hook_q(layer), _new_leaf), (hook_k(layer), _new_leaf)]
         if qk is QKRule.NONE:
             hooks.append((hook_pattern(layer), _detach))
-        if not cfg.attn_only:
+        if has_mlps(model):
             hooks += _mlp_hooks(model, layer)
     return hooks
 

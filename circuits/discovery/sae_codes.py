@@ -7,7 +7,7 @@ language models", arXiv 2405.12522; read from their code, ``src/{sae,train,node,
    their corrupted twins (IOI: the ABC corruption, three distinct names, so nothing tells the
    model which name is the indirect object). "Solves" is a setting (:class:`Positives`).
 2. **Vectors.** Every query head's output after ``W_O`` on every prompt, mean-pooled over the
-   prompt's positions (:mod:`circuits.head_outputs`).
+   prompt's positions (:mod:`circuits.analysis.head_outputs`).
 3. **SAE.** One sae-lens SAE shared by all heads (default ReLU + L1, 200 latents, λ = 0.02 in the
    paper's units, Adam 1e-3, 500 full-batch epochs) trained on the vectors of a few prompts (10)
    drawn at random from positives and negatives together (:mod:`saes`).
@@ -47,7 +47,7 @@ from circuits.analysis.head_outputs import Pooling, head_outputs
 from circuits.discovery.base import METHODS, check_positive, method_params
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph, NodeKind
-from circuits.model import graph_of
+from circuits.model import graph_of, output_weights
 from circuits.scores import Baseline, Level, Scores, flag_uninformative
 from saes import (
     Architecture,
@@ -236,7 +236,7 @@ def pair_outputs(
         HeadgraphError: the model solves none of the clean prompts.
     """
     start = time.perf_counter()
-    device = model.W_O.device
+    device = output_weights(model).device
     lengths = data.lengths.to(device)
     clean, corrupt = (
         head_outputs(model, toks.to(device), lengths, pooling=settings.pooling, batch_size=settings.batch_size,
