@@ -78,6 +78,7 @@ from circuits.model import (
     run_after_prefix,
     with_hooks,
 )
+from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -99,14 +100,18 @@ class EAP:
     level: ClassVar[Level] = Level.EDGE
     ablation: Ablation = Ablation.RESAMPLE
     batch_size: int = 32
+    positions: EdgePositions = EdgePositions.BLIND
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size)
         check_ablation(self.ablation)
+        check_positions(self.positions, self.ablation)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
+        if self.positions is EdgePositions.NAMED:
+            return named_position_scores(model, data, metric, self.name, method_params(self), batch_size=self.batch_size)
         return edge_attribution(
             model, data, metric, self.name, method_params(self), self.ablation, 1, self.batch_size, progress
         )
@@ -127,13 +132,20 @@ class EAPIG:
     level: ClassVar[Level] = Level.EDGE
     ig_steps: int = 5
     batch_size: int = 32
+    positions: EdgePositions = EdgePositions.BLIND
 
     def __post_init__(self) -> None:
         check_positive(ig_steps=self.ig_steps, batch_size=self.batch_size)
+        check_positions(self.positions)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
+        if self.positions is EdgePositions.NAMED:
+            params = method_params(self)
+            return named_position_scores(
+                model, data, metric, self.name, params, ig_steps=self.ig_steps, batch_size=self.batch_size
+            )
         return edge_attribution(
             model,
             data,
