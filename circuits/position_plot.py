@@ -24,7 +24,8 @@ def format_positions(positions: Mapping[str, Any], top: int) -> str:
     """The ``top`` kept (edge, position) pairs as an aligned table.
 
     Examples:
-        >>> print(format_positions({"labels": ["S2", "END", "other"], "pairs": [["L1H2->logits", "END", -2.0, -0.5]]}, 5))
+        >>> record = {"labels": ["S2", "END", "other"], "pairs": [["L1H2->logits", "END", -2.0, -0.5]]}
+        >>> print(format_positions(record, 5))
         edge          position  score    normalized
         L1H2->logits  END       -2.0000  -0.500
     """

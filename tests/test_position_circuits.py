@@ -166,7 +166,9 @@ def test_the_same_mask_at_every_label_is_the_position_blind_circuit(family: str)
     blind = torch.rand(4, len(graph.edges), generator=g) < 0.5
     prepared = prepare_batch(model, data, Ablation.RESAMPLE)
     layout = EdgeLayout(graph)
-    per_label = ablated_logits(model, layout, prepared, blind[:, None].expand(-1, n_labels, -1), active_labels(prepared))
+    per_label = ablated_logits(
+        model, layout, prepared, blind[:, None].expand(-1, n_labels, -1), active_labels(prepared)
+    )
     torch.testing.assert_close(per_label, ablated_logits(model, layout, prepared, blind), atol=ATOL, rtol=0)
 
 

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
+from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
 from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
@@ -78,7 +79,6 @@ from circuits.model import (
     run_after_prefix,
     with_hooks,
 )
-from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, Metric
@@ -111,7 +111,9 @@ class EAP:
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
         if self.positions is EdgePositions.NAMED:
-            return named_position_scores(model, data, metric, self.name, method_params(self), batch_size=self.batch_size)
+            return named_position_scores(
+                model, data, metric, self.name, method_params(self), batch_size=self.batch_size
+            )
         return edge_attribution(
             model, data, metric, self.name, method_params(self), self.ablation, 1, self.batch_size, progress
         )

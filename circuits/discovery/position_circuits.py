@@ -85,7 +85,7 @@ class PositionRunner:
         return self.runner.empty
 
     def metrics(self, keep: Bool[Tensor, "variants labels n_edges"]) -> Float[Tensor, "variants batch"]:
-        """Per-example metric of each variant (edge e ablated at the positions of label l where not ``keep[v, l, e]``)."""
+        """Per-example metric of each variant: edge e ablated at label l's positions where not ``keep[v, l, e]``."""
         r = self.runner
         if keep.ndim != 3 or keep.shape[1] != self.n_labels:
             raise HeadgraphError(f"keep must be (variants, {self.n_labels}, n_edges), got {tuple(keep.shape)}")

@@ -168,7 +168,9 @@ def ablated_logits(
             for lab, at in groups:
                 m = label_masks[:, lab, :reads, receivers]  # (V, S_l, r)
                 part = diff[:, :reads, at].reshape(n_variants, reads, len(at) * d)
-                corr[:, at] = torch.bmm(m.transpose(1, 2), part).view(n_variants, len(receivers), len(at), d).transpose(1, 2)
+                corr[:, at] = (
+                    torch.bmm(m.transpose(1, 2), part).view(n_variants, len(receivers), len(at), d).transpose(1, 2)
+                )
         delta = torch.zeros_like(out)
         delta[rows, cols] = corr.reshape(n_variants * n, *out.shape[2:])
         return out + delta
