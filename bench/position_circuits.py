@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--eval-pairs", type=int, default=16)
     p.add_argument("--threads", type=int)
+    p.add_argument("--position-only", action="store_true", help="skip the blind eap-ig timing and the blind curves")
     p.add_argument("--out", default="out/bench-position-circuits.json")
     args = p.parse_args()
     if args.threads:
@@ -56,7 +58,9 @@ def main() -> None:
         runner = CircuitRunner(model, held_out, task.metric)
         names, _ = position_labels(held_out)
         pos_runner = PositionRunner(runner, len(names))
-        ref = build_method("eap-ig")(model, data, task.metric, progress=False).seconds
+        ref = math.nan
+        if not args.position_only:
+            ref = build_method("eap-ig")(model, data, task.metric, progress=False).seconds
         print(f"{task.name}: labels {names}; blind eap-ig scoring {ref:.1f} s", flush=True)
         rows: dict[str, dict[str, float]] = {"eap-ig(blind) seconds": {"seconds": ref}}
         for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
@@ -64,11 +68,14 @@ def main() -> None:
             assert isinstance(scores, PositionScores) and scores.by_position is not None
             assert scores.by_position.labels == names
             start = time.perf_counter()
-            curves = [
-                faithfulness_curve(runner, scores, r, rule=CurveRule.MIB, progress=False)
-                for r in (Ranking.SIGNED, Ranking.ABSOLUTE)
-            ]
-            blind = FaithfulnessReport(curves[0], curves[1], runner.ablation, len(held_out), 0.0)
+            blind_cpr = blind_cmd = math.nan
+            if not args.position_only:
+                curves = [
+                    faithfulness_curve(runner, scores, r, rule=CurveRule.MIB, progress=False)
+                    for r in (Ranking.SIGNED, Ranking.ABSOLUTE)
+                ]
+                blind = FaithfulnessReport(curves[0], curves[1], runner.ablation, len(held_out), 0.0)
+                blind_cpr, blind_cmd = blind.cpr, blind.cmd
             blind_s = time.perf_counter() - start
             start = time.perf_counter()
             pos = position_report(pos_runner, scores.by_position)
@@ -76,8 +83,8 @@ def main() -> None:
             row = {
                 "seconds": scores.seconds,
                 "ratio": scores.seconds / ref,
-                "blind_cpr": blind.cpr,
-                "blind_cmd": blind.cmd,
+                "blind_cpr": blind_cpr,
+                "blind_cmd": blind_cmd,
                 "pos_cpr": pos.cpr,
                 "pos_cmd": pos.cmd,
                 "blind_eval_s": blind_s,
@@ -85,13 +92,13 @@ def main() -> None:
             }
             rows[name] = row
             print(
-                f"  {name:<8} {scores.seconds:6.1f} s ({row['ratio']:.2f}× eap-ig) blind CPR {blind.cpr:.3f} CMD"
-                f" {blind.cmd:.3f} | positions CPR {pos.cpr:.3f} CMD {pos.cmd:.3f}"
+                f"  {name:<8} {scores.seconds:6.1f} s ({row['ratio']:.2f}× eap-ig) blind CPR {blind_cpr:.3f} CMD"
+                f" {blind_cmd:.3f} | positions CPR {pos.cpr:.3f} CMD {pos.cmd:.3f}"
                 f" (eval {blind_s:.0f} s / {pos_s:.0f} s)",
                 flush=True,
             )
             table.append(
-                f"| {task.name} | {name} | {blind.cpr:.3f} | {blind.cmd:.3f} | {pos.cpr:.3f} | {pos.cmd:.3f}"
+                f"| {task.name} | {name} | {blind_cpr:.3f} | {blind_cmd:.3f} | {pos.cpr:.3f} | {pos.cmd:.3f}"
                 f" | {scores.seconds:.1f} | {row['ratio']:.2f} |"
             )
         doc["tasks"][task.name] = rows  # type: ignore[index]

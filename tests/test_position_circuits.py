@@ -188,15 +188,15 @@ def _scores(values: torch.Tensor, model: HookedTransformer) -> PositionEdgeScore
     return PositionEdgeScores(graph_of(model), ("S", "END", "other"), values, "eap", 0.0)
 
 
-def test_top_pairs_takes_the_k_highest_signed_or_absolute_pairs() -> None:
+def test_top_pairs_rank_like_the_position_blind_selection() -> None:
     model = _model(0, n_layers=1, attn_only=True)
     n = len(graph_of(model).edges)
-    values = torch.zeros(3, n)
-    values[0, 1], values[2, 3], values[1, 0] = 5.0, -7.0, 1.0
-    signed = top_pairs(_scores(values, model), 2, Ranking.SIGNED)
+    values = torch.full((3, n), 0.5)
+    values[0, 1], values[2, 3], values[1, 0] = -2.0, -7.0, 5.0
+    signed = top_pairs(_scores(values, model), 2, Ranking.SIGNED)  # most negative first, as selection.ranked
     absolute = top_pairs(_scores(values, model), 2, Ranking.ABSOLUTE)
-    assert signed.nonzero().tolist() == [[0, 1], [1, 0]]
-    assert absolute.nonzero().tolist() == [[0, 1], [2, 3]]
+    assert signed.nonzero().tolist() == [[0, 1], [2, 3]]
+    assert absolute.nonzero().tolist() == [[1, 0], [2, 3]]
     with pytest.raises(HeadgraphError):
         top_pairs(_scores(values, model), 3 * n + 1, Ranking.SIGNED)
 

@@ -50,7 +50,10 @@ def active_labels(prepared: AblationBatch) -> Int[Tensor, " n"]:
 
 
 def top_pairs(scores: PositionEdgeScores, k: int, ranking: Ranking) -> Bool[Tensor, "labels n_edges"]:
-    """The ``k`` (label, edge) pairs of highest signed score (or |score|) as a keep mask.
+    """The ``k`` best (label, edge) pairs as a keep mask, ranked like :func:`circuits.selection.ranked`.
+
+    Signed ranking puts the most negative score first (ablating it hurts the metric most); absolute
+    ranking the largest |score|.
 
     Raises:
         HeadgraphError: ``k`` outside ``[0, labels · edges]``.
@@ -58,7 +61,7 @@ def top_pairs(scores: PositionEdgeScores, k: int, ranking: Ranking) -> Bool[Tens
     flat = scores.values.flatten()
     if not 0 <= k <= flat.numel():
         raise HeadgraphError(f"k must be in [0, {flat.numel()}], got {k}")
-    key = flat.abs() if ranking is Ranking.ABSOLUTE else flat
+    key = flat.abs() if ranking is Ranking.ABSOLUTE else -flat
     key = torch.nan_to_num(key, nan=-torch.inf)
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     keep[torch.topk(key, k).indices] = True
