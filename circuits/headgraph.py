@@ -77,6 +77,9 @@ class HeadGraph:
     headgraph_version: str = field(default_factory=_package_version)
     warnings: tuple[str, ...] = ()
     code_labels: Mapping[str, Any] = field(default_factory=dict)
+    positions: Mapping[str, Any] = field(default_factory=dict)
+    """Optional (``--set positions=named``): ``labels`` and the kept ``pairs`` ``[edge, label, score,
+    normalized]``, best first (:func:`circuits.discovery.position_setting.position_selection`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (scored items only; NaN scores are omitted)."""
@@ -124,6 +127,7 @@ class HeadGraph:
                 "selection": dict(self.circuit.selection),
             },
             **({"code_labels": dict(self.code_labels)} if self.code_labels else {}),
+            **({"positions": dict(self.positions)} if self.positions else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -295,6 +299,13 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
         raise TypeError("code_labels must map head names to objects")
     for head in labels:
         Node.parse(head, graph.n_layers)
+    positions = data.get("positions", {})
+    if positions:
+        names = [str(x) for x in positions["labels"]]
+        for edge, label, *_ in positions["pairs"]:
+            Edge.parse(edge, graph.n_layers)
+            if label not in names:
+                raise ValueError(f"position pair label {label!r} is not one of {names}")
     return HeadGraph(
         model,
         task,
@@ -304,4 +315,5 @@ def _from_dict(data: dict[str, Any]) -> HeadGraph:
         str(data["headgraph_version"]),
         tuple(map(str, notes)),
         labels,
+        positions,
     )

@@ -9,6 +9,7 @@ from transformer_lens import HookedTransformer
 
 from circuits import selection
 from circuits.discovery.base import DiscoveryMethod
+from circuits.discovery.position_setting import PositionScores, position_selection
 from circuits.errors import HeadgraphError, HeadgraphWarning
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info, text_tokenizer
@@ -75,6 +76,9 @@ def discover(
         settings=task_settings(task),
         dropped=dict(data.dropped),
     )
+    if isinstance(scores, PositionScores):  # --set positions=named: top-k (edge, position) pairs
+        circuit, positions = position_selection(scores, top_k)
+        return HeadGraph(model_info(model), run, scores, circuit, warnings=problems, positions=positions)
     circuit = selection.top_k(scores, top_k) if scores.level is Level.EDGE else scores.top_k(top_k)  # edges: pruned
     return HeadGraph(model_info(model), run, scores, circuit, warnings=problems)
 

@@ -164,9 +164,15 @@ def draw_circuit(ax: Axes, hg: HeadGraph) -> None:
 
 def plot_headgraph(hg: HeadGraph, path: str | Path) -> Path:
     """Write the heatmap and the circuit drawing side by side to ``path`` (PNG, SVG or PDF)."""
-    fig = Figure(figsize=(13, 8), layout="constrained")
+    fig = Figure(figsize=(19 if hg.positions else 13, 8), layout="constrained")
     FigureCanvasAgg(fig)
-    left, right = fig.subplots(1, 2, width_ratios=[1.1, 1])
+    if hg.positions:  # --set positions=named: a third panel with the kept (edge, position) pairs
+        from circuits.position_plot import draw_position_pairs
+
+        left, right, third = fig.subplots(1, 3, width_ratios=[1.1, 1, 0.9])
+        draw_position_pairs(third, hg.positions)
+    else:
+        left, right = fig.subplots(1, 2, width_ratios=[1.1, 1])
     draw_head_heatmap(left, hg)
     draw_circuit(right, hg)
     b = hg.scores.baseline

@@ -63,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
         print("\nheads labelled by their SAE codes (at the answer position):")
         print(format_labels(hg.code_labels))
+    if hg.positions:
+        from circuits.position_plot import format_positions
+
+        print("\nkept (edge, position) pairs (a k/v edge at its key position):")
+        print(format_positions(hg.positions, args.top_k))
     out.mkdir(parents=True, exist_ok=True)
     png_path = plot_headgraph(hg, out / "circuit.png")  # the picture first: circuit.json marks a finished run
     json_path = hg.save(out / "circuit.json")

@@ -24,6 +24,11 @@ def run(args: argparse.Namespace) -> int:
 
         print("\nheads labelled by their SAE codes (at the answer position):")
         print(format_labels(hg.code_labels))
+    if hg.positions:
+        from circuits.position_plot import format_positions
+
+        print("\nkept (edge, position) pairs (a k/v edge at its key position):")
+        print(format_positions(hg.positions, top))
     if png is not None:
         print(f"\nwrote {plot_headgraph(hg, png)}")
     return 0

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
+from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
 from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
@@ -99,14 +100,20 @@ class EAP:
     level: ClassVar[Level] = Level.EDGE
     ablation: Ablation = Ablation.RESAMPLE
     batch_size: int = 32
+    positions: EdgePositions = EdgePositions.BLIND
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size)
         check_ablation(self.ablation)
+        check_positions(self.positions, self.ablation)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
+        if self.positions is EdgePositions.NAMED:
+            return named_position_scores(
+                model, data, metric, self.name, method_params(self), batch_size=self.batch_size
+            )
         return edge_attribution(
             model, data, metric, self.name, method_params(self), self.ablation, 1, self.batch_size, progress
         )
@@ -127,13 +134,20 @@ class EAPIG:
     level: ClassVar[Level] = Level.EDGE
     ig_steps: int = 5
     batch_size: int = 32
+    positions: EdgePositions = EdgePositions.BLIND
 
     def __post_init__(self) -> None:
         check_positive(ig_steps=self.ig_steps, batch_size=self.batch_size)
+        check_positions(self.positions)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
+        if self.positions is EdgePositions.NAMED:
+            params = method_params(self)
+            return named_position_scores(
+                model, data, metric, self.name, params, ig_steps=self.ig_steps, batch_size=self.batch_size
+            )
         return edge_attribution(
             model,
             data,

@@ -18,10 +18,9 @@ receiver's query and for an MLP, the position v computes at; for a key or value,
 L9H6 reads S2's key"). The labels partition the positions, so the per-label scores of an edge sum
 to its position-blind score exactly (tested).
 
-What this module does not do (yet): a ``positions=named`` setting of the registered methods and the
-CLI (their :class:`~circuits.scores.Scores` hold one value per edge), circuit selection and
-faithfulness at position level (ablating an edge at some positions only), and positions in the
-head-graph file and view. :func:`top_position_edges` lists the strongest (edge, position) pairs.
+:func:`top_position_edges` lists the strongest (edge, position) pairs. The registered methods'
+``positions=named`` setting is :mod:`.position_setting`; selection and faithfulness at position
+level (an edge ablated at some positions only) are :mod:`.position_circuits`.
 """
 
 from __future__ import annotations
@@ -114,8 +113,11 @@ def position_edge_scores(
     method: str = "eap-ig",
     ig_steps: int = 5,
     batch_size: int = 32,
+    relp_qk: object = None,
 ) -> PositionEdgeScores:
     """EAP, EAP-IG (inputs) or RelP edge scores split over ``data``'s position labels (resample ablation).
+
+    ``relp_qk``: RelP's :class:`~.relp.QKRule` (default ``local``).
 
     Raises:
         HeadgraphError: an unknown ``method``, a non-positive setting, or a dataset without named positions.
@@ -132,7 +134,10 @@ def position_edge_scores(
     graph = graph_of(model)
     layout = EdgeLayout(graph)
     steps = ig_steps if method == "eap-ig" else 1
-    hooks = relevance_hooks(model) if method == "relp" else []
+    from circuits.discovery.relp import QKRule
+
+    qk = relp_qk if isinstance(relp_qk, QKRule) else QKRule.LOCAL
+    hooks = relevance_hooks(model, qk) if method == "relp" else []
     names, _ = position_labels(data)
     total = torch.zeros(len(names), layout.n_senders, layout.n_receivers, dtype=torch.float64)
     guard = PrefixGuard()

@@ -43,6 +43,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params
 from circuits.discovery.eap import edge_attribution
+from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
 from circuits.errors import HeadgraphError
 from circuits.model import HookFn, check_edge_support, has_mlps, hook_k, hook_pattern, hook_q
 from circuits.scores import Level, Scores
@@ -78,19 +79,25 @@ class RelP:
     ablation: Ablation = Ablation.RESAMPLE
     qk: QKRule = QKRule.LOCAL
     batch_size: int = 32
+    positions: EdgePositions = EdgePositions.BLIND
 
     def __post_init__(self) -> None:
         check_positive(batch_size=self.batch_size)
         check_ablation(self.ablation)
         if not isinstance(self.qk, QKRule):
             raise HeadgraphError(f"qk must be a QKRule, got {self.qk!r}")
+        check_positions(self.positions, self.ablation)
 
     def __call__(
         self, model: HookedTransformer, data: PromptPairDataset, metric: Metric, *, progress: bool = True
     ) -> Scores:
         check_edge_support(model)
-        hooks = relevance_hooks(model, self.qk)
         params = method_params(self)
+        if self.positions is EdgePositions.NAMED:
+            return named_position_scores(
+                model, data, metric, self.name, params, batch_size=self.batch_size, relp_qk=self.qk
+            )
+        hooks = relevance_hooks(model, self.qk)
         return edge_attribution(
             model, data, metric, self.name, params, self.ablation, 1, self.batch_size, progress, hooks
         )

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -102,15 +102,34 @@ def prepare_batch(
 
 @torch.inference_mode()
 def ablated_logits(
-    model: HookedTransformer, layout: EdgeLayout, prepared: AblationBatch, ablate: Bool[Tensor, "variants n_edges"]
+    model: HookedTransformer,
+    layout: EdgeLayout,
+    prepared: AblationBatch,
+    ablate: Bool[Tensor, "variants n_edges"] | Bool[Tensor, "variants labels n_edges"],
+    labels: Int[Tensor, " n"] | None = None,
 ) -> Float[Tensor, "variants batch d_vocab"]:
-    """Answer-position logits of the clean prompts with the edges ``ablate[v]`` ablated, per variant ``v``."""
+    """Answer-position logits of the clean prompts with the edges ``ablate[v]`` ablated, per variant ``v``.
+
+    Position-level ablation (:mod:`circuits.discovery.position_circuits`): with ``labels`` (the
+    label index of each active position, ``prepared.pos`` order), ``ablate[v, l]`` are the edges
+    ablated at the positions labelled ``l`` only.
+    """
     batch, pos, abl = prepared.batch, prepared.pos, prepared.ablated
     n_variants, b, n = ablate.shape[0], len(batch), len(pos)
     cfg = model.cfg
     n_layers, n_heads, d = cfg.n_layers, cfg.n_heads, cfg.d_model
     device, dtype = batch.clean.device, cfg.dtype
-    mask = layout.to_dense(ablate.to(device=device, dtype=dtype))  # (V, S, R): 1 where the edge is ablated
+    by_label = labels is not None
+    if by_label != (ablate.ndim == 3):
+        raise ValueError("pass labels exactly when ablate is per label: (variants, labels, n_edges)")
+    if labels is not None:
+        n_labels = ablate.shape[1]
+        dense = layout.to_dense(ablate.flatten(0, 1).to(device=device, dtype=dtype))
+        label_masks = dense.view(n_variants, n_labels, *dense.shape[1:])  # (V, L, S, R)
+        mask = label_masks.amax(1)
+        groups = [(lab, (labels == lab).nonzero().squeeze(1).to(device)) for lab in labels.unique().tolist()]
+    else:
+        mask = layout.to_dense(ablate.to(device=device, dtype=dtype))  # (V, S, R): 1 where the edge is ablated
     needed = mask.flatten(0, 1).any(0).tolist()  # per receiver input: is any of its edges ablated?
     rows = (torch.arange(n_variants, device=device)[:, None] * b + pos.rows[None, :]).flatten()  # (V·n,)
     cols = pos.cols.repeat(n_variants)
@@ -140,9 +159,18 @@ def ablated_logits(
 
     def add(out: Tensor, receivers: list[int], reads: int) -> Tensor:
         """``out`` plus, at the active positions, the ablated edges' ``ablated − current`` sums."""
-        m = mask[:, :reads, receivers]  # (V, S_l, r)
-        corr = torch.bmm(m.transpose(1, 2), diff[:, :reads].reshape(n_variants, reads, n * d))  # (V, r, n·d)
-        corr = corr.view(n_variants, len(receivers), n, d).transpose(1, 2)  # (V, n, r, d)
+        if labels is None:
+            m = mask[:, :reads, receivers]  # (V, S_l, r)
+            corr = torch.bmm(m.transpose(1, 2), diff[:, :reads].reshape(n_variants, reads, n * d))  # (V, r, n·d)
+            corr = corr.view(n_variants, len(receivers), n, d).transpose(1, 2)  # (V, n, r, d)
+        else:
+            corr = torch.zeros(n_variants, n, len(receivers), d, dtype=dtype, device=device)
+            for lab, at in groups:
+                m = label_masks[:, lab, :reads, receivers]  # (V, S_l, r)
+                part = diff[:, :reads, at].reshape(n_variants, reads, len(at) * d)
+                corr[:, at] = (
+                    torch.bmm(m.transpose(1, 2), part).view(n_variants, len(receivers), len(at), d).transpose(1, 2)
+                )
         delta = torch.zeros_like(out)
         delta[rows, cols] = corr.reshape(n_variants * n, *out.shape[2:])
         return out + delta
