@@ -28,7 +28,7 @@ from circuits.discovery import build_method
 from circuits.discovery.position_circuits import PositionRunner, position_report
 from circuits.discovery.position_setting import PositionScores
 from circuits.discovery.positions import position_labels
-from circuits.faithfulness import CircuitRunner, CurveRule, FaithfulnessReport, faithfulness_curve
+from circuits.measures.faithfulness import CircuitRunner, CurveRule, FaithfulnessReport, faithfulness_curve
 from circuits.model import DEFAULT_MODEL, load_model, text_tokenizer
 from circuits.selection import Ranking
 from tasks import get_task

@@ -17,8 +17,8 @@ from circuits.engine.ablation import Ablation
 from circuits.engine.edge_ablation import ablated_logits, prepare_batch
 from circuits.engine.edges import EdgeLayout
 from circuits.errors import HeadgraphError
-from circuits.faithfulness import CircuitRunner
 from circuits.graph import QKV, Edge, NodeKind
+from circuits.measures.faithfulness import CircuitRunner
 from circuits.model import (
     graph_of,
     head_weights,

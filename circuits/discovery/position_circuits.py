@@ -28,7 +28,7 @@ from torch import Tensor
 from circuits.discovery.positions import PositionEdgeScores, position_labels
 from circuits.engine.edge_ablation import AblationBatch, ablated_logits
 from circuits.errors import HeadgraphError
-from circuits.faithfulness import (
+from circuits.measures.faithfulness import (
     MIB_FRACTIONS,
     CircuitRunner,
     CurvePoint,
@@ -69,7 +69,10 @@ def top_pairs(scores: PositionEdgeScores, k: int, ranking: Ranking) -> Bool[Tens
 
 
 class PositionRunner:
-    """Mean metric of position circuits on one dataset (wraps a :class:`~circuits.faithfulness.CircuitRunner`)."""
+    """Mean metric of position circuits on one dataset.
+
+    Wraps a :class:`~circuits.measures.faithfulness.CircuitRunner`.
+    """
 
     def __init__(self, runner: CircuitRunner, n_labels: int) -> None:
         self.runner = runner
