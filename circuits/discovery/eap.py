@@ -49,6 +49,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
 from circuits.discovery.position_setting import EdgePositions, check_positions, named_position_scores
+from circuits.engine.ablation import BaselineSums
 from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
@@ -183,14 +184,12 @@ def edge_attribution(
     layout = EdgeLayout(graph)
     means = mean_sender_acts(model, data, batch_size, terms=True) if ablation is Ablation.MEAN else None
     total = torch.zeros(layout.n_senders, layout.n_receivers, dtype=torch.float64)
-    sums = torch.zeros(4, dtype=torch.float64)  # clean metric, corrupt metric, clean acc, corrupt acc
+    sums = BaselineSums()
     n_batches = -(-len(data) // batch_size)
     bar = tqdm(total=n_batches * steps, desc=f"{name} ({len(data)} pairs)", unit="pass", disable=not progress)
     guard = PrefixGuard()
     for batch in data.batches(batch_size):
-        dense, batch_sums = _batch_scores(model, layout, batch, metric, ablation, means, steps, bar, guard, hooks)
-        total += dense
-        sums += batch_sums
+        total += _batch_scores(model, layout, batch, metric, ablation, means, steps, bar, guard, hooks, sums)
     bar.close()
     return summed_scores(name, params, graph, Level.EDGE, layout.to_edges(total), sums, len(data), metric, start)
 
@@ -304,9 +303,10 @@ def _batch_scores(
     steps: int,
     bar: tqdm,
     guard: PrefixGuard,
-    hooks: Sequence[tuple[str, HookFn]] = (),
-) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
-    """Summed (not averaged) dense edge scores of one batch, and its baseline sums."""
+    hooks: Sequence[tuple[str, HookFn]],
+    sums: BaselineSums,
+) -> Float[Tensor, "senders receivers"]:
+    """Summed (not averaged) dense edge scores of one batch (its baseline added to ``sums``)."""
     acc = Accuracy()
     grads: Tensor | None = None
     run: GradientRun | None = None
@@ -329,12 +329,5 @@ def _batch_scores(
     w_o = [head_term_weights(model, layer) for layer in range(model.cfg.n_layers)]
     diff = corrupt.ablated.minus(run.acts).dense(layout, w_o)
     dense = dense_scores(layout, diff, grads).double()
-    sums = torch.stack(
-        [
-            run.metric.double().sum(),
-            metric(c_logits, batch.targets).double().sum(),
-            acc(run.logits, batch.targets).double().sum(),
-            acc(c_logits, batch.targets).double().sum(),
-        ]
-    ).cpu()
-    return dense.cpu(), sums
+    sums.add(run.metric, metric(c_logits, batch.targets), acc(run.logits, batch.targets), acc(c_logits, batch.targets))
+    return dense.cpu()

@@ -42,6 +42,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_positive, method_params, summed_scores
 from circuits.discovery.eap import gradient_run
+from circuits.engine.ablation import BaselineSums
 from circuits.engine.edges import (
     ActivePositions,
     EdgeLayout,
@@ -135,7 +136,7 @@ class EAPIGActivations:
         layout = EdgeLayout(graph)
         blocks = sender_blocks(layout)
         total = torch.zeros(layout.n_senders, layout.n_receivers, dtype=torch.float64)
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = BaselineSums()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(
             total=n_batches * len(blocks) * self.ig_steps,
@@ -145,9 +146,7 @@ class EAPIGActivations:
         )
         guard = PrefixGuard()
         for batch in data.batches(self.batch_size):
-            dense, batch_sums = self._batch(model, layout, blocks, batch, metric, bar, guard)
-            total += dense
-            sums += batch_sums
+            total += self._batch(model, layout, blocks, batch, metric, bar, guard, sums)
         bar.close()
         edges = layout.to_edges(total)
         return summed_scores(self.name, method_params(self), graph, Level.EDGE, edges, sums, len(data), metric, start)
@@ -161,8 +160,9 @@ class EAPIGActivations:
         metric: Metric,
         bar: tqdm,
         guard: PrefixGuard,
-    ) -> tuple[Float[Tensor, "senders receivers"], Float[Tensor, " 4"]]:
-        """Summed dense edge scores of one batch and its baseline sums."""
+        sums: BaselineSums,
+    ) -> Float[Tensor, "senders receivers"]:
+        """Summed dense edge scores of one batch (its baseline added to ``sums``)."""
         steps = self.ig_steps
         out = torch.zeros(layout.n_senders, layout.n_receivers, dtype=torch.float64)
         with receiver_inputs(model, split_qkv=False):
@@ -187,15 +187,13 @@ class EAPIGActivations:
                 rows = diff[block.senders].reshape(-1, n * d)
                 out[block.senders, block.first_receiver :] = (rows @ grads.reshape(-1, n * d).T).double().cpu() / steps
         acc = Accuracy()
-        sums = torch.stack(
-            [
-                metric(clean.logits, batch.targets).double().sum(),
-                metric(corrupt.logits, batch.targets).double().sum(),
-                acc(clean.logits, batch.targets).double().sum(),
-                acc(corrupt.logits, batch.targets).double().sum(),
-            ]
-        ).cpu()
-        return out, sums
+        sums.add(
+            metric(clean.logits, batch.targets),
+            metric(corrupt.logits, batch.targets),
+            acc(clean.logits, batch.targets),
+            acc(corrupt.logits, batch.targets),
+        )
+        return out
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, Ablation, check_ablation, check_positive, method_params, summed_scores
+from circuits.engine.ablation import BaselineSums
 from circuits.engine.edges import mean_sender_acts
 from circuits.errors import HeadgraphError
 from circuits.graph import QKV, Edge, Node, NodeKind
@@ -153,7 +154,7 @@ class PathPatching:
         means = mean_sender_acts(model, data, self.batch_size, terms=True).z if self.ablation is Ablation.MEAN else None
         totals = torch.zeros(len(graph.edges), dtype=torch.float64)
         scored = torch.zeros(len(graph.edges), dtype=torch.bool)
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = BaselineSums()
         acc = Accuracy()
         n_batches = -(-len(data) // self.batch_size)
         bar = tqdm(total=n_batches * len(sender_layers), desc=self.name, unit="layer", disable=not progress)
@@ -168,14 +169,12 @@ class PathPatching:
                 m_clean = metric(logits_at(model, run.final_resid, batch.answer_pos), batch.targets)
                 c_resid, c_cache = run_with_cache(model, batch.corrupt, z_names)
                 c_logits = logits_at(model, c_resid, batch.answer_pos)
-            sums += torch.stack(
-                [
-                    m_clean.double().sum(),
-                    metric(c_logits, batch.targets).double().sum(),
-                    acc(logits_at(model, run.final_resid, batch.answer_pos), batch.targets).double().sum(),
-                    acc(c_logits, batch.targets).double().sum(),
-                ]
-            ).cpu()
+            sums.add(
+                m_clean,
+                metric(c_logits, batch.targets),
+                acc(logits_at(model, run.final_resid, batch.answer_pos), batch.targets),
+                acc(c_logits, batch.targets),
+            )
             k = max(1, self.max_rows // b)
             for layer in sender_layers:
                 heads = heads_of[layer]

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuits.discovery.base import METHODS, check_positive, method_params, summed_scores
+from circuits.engine.ablation import BaselineSums
 from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.model import (
@@ -140,13 +141,12 @@ class Ships:
         start = time.perf_counter()
         graph = graph_of(model)
         kl = self.per_prompt(model, data, progress=progress)  # (batch, layer, head)
-        sums = torch.zeros(4, dtype=torch.float64)
+        sums = BaselineSums()
         acc = Accuracy()
         for batch in data.batches(self.batch_size):
-            for i, tokens in enumerate((batch.clean, batch.corrupt)):
-                logits = run_to_logits(model, tokens, batch.answer_pos)
-                sums[i] += metric(logits, batch.targets).double().sum()
-                sums[2 + i] += acc(logits, batch.targets).double().sum()
+            clean, corrupt = (run_to_logits(model, t, batch.answer_pos) for t in (batch.clean, batch.corrupt))
+            sums.add(metric(clean, batch.targets), metric(corrupt, batch.targets), acc(clean, batch.targets),
+                     acc(corrupt, batch.targets))  # fmt: skip
         totals = torch.full((len(graph.nodes),), torch.nan, dtype=torch.float64)
         summed = kl.sum(0)
         for node in graph.heads:
