@@ -141,7 +141,7 @@ def reply(model: HookedTransformer, prompt: str, *, max_new_tokens: int = 12) ->
         if int(nxt) in eos:
             break
         toks = torch.cat([toks, nxt.view(1, 1)], dim=1)
-    return model.to_string(toks[0, n:])
+    return str(model.to_string(toks[0, n:]))
 
 
 def refusal_rate(
