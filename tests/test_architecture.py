@@ -25,6 +25,7 @@ METHOD_USERS = {
     "circuits/cli.py",
     "circuits/pipeline.py",
     "circuits/stages.py",
+    "circuits/refusal.py",
     "circuits/code_labels.py",
     "circuits/repair/workflow.py",
     "circuits/groundtruth/benchmark.py",
