@@ -124,6 +124,22 @@ def dtype_words(dtype: str) -> list[str]:
     return [] if precision is DEFAULT_PRECISION else ["--dtype", precision.value]
 
 
+def check_pairs(n: int) -> None:
+    """``--n`` must be a positive number of prompt pairs (a one-line error otherwise)."""
+    if n <= 0:
+        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {n}")
+
+
+def parse_ablation(text: str) -> Any:
+    """``--ablation`` as an :class:`~circuits.engine.Ablation` (a one-line error naming the choices)."""
+    from circuits.engine import Ablation
+
+    try:
+        return Ablation(text)
+    except ValueError:
+        raise HeadgraphError(f"--ablation must be one of {', '.join(a.value for a in Ablation)}") from None
+
+
 def parse_settings(pairs: list[str]) -> dict[str, str]:
     """``["k=v", ...]`` from repeated ``--set`` options as a dict."""
     out = {}

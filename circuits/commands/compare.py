@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circuits.commands.common import add_dtype_option, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, check_pairs, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
     fractions = parse_fractions(args.fractions)
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    check_pairs(args.n)
     paths = {"A": args.a.split(","), "B": args.b.split(",")}
     a = [read_circuit(p) for p in paths["A"]]
     b = [read_circuit(p) for p in paths["B"]]

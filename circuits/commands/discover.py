@@ -6,7 +6,14 @@ import argparse
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, format_table, model_device, parse_settings, prepare_output_dir
+from circuits.commands.common import (
+    add_dtype_option,
+    check_pairs,
+    format_table,
+    model_device,
+    parse_settings,
+    prepare_output_dir,
+)
 from circuits.errors import HeadgraphError
 
 OUTPUTS = ("circuit.json", "circuit.png")
@@ -28,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         method = ShardedMethod(method, shards=args.shards, address=args.address)  # type: ignore[assignment]
     elif args.shards <= 0:
         raise HeadgraphError(f"--shards must be positive, got {args.shards}")
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    check_pairs(args.n)
     if args.top_k <= 0:
         raise HeadgraphError(f"--top-k must be positive, got {args.top_k}")
     repeats = task.check_distinct(args.n, seed=args.seed)  # --n beyond the task's distinct pairs fails here

@@ -14,7 +14,7 @@ import json
 import shlex
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import add_dtype_option, check_pairs, dtype_words, model_device, prepare_output_dir
 from circuits.errors import HeadgraphError
 
 DEFAULT_COLLATERAL = ("ioi", "arithmetic", "mcqa")
@@ -32,8 +32,7 @@ def _tasks(args: argparse.Namespace) -> list[str]:
     require_roles(args.target)
     if args.source == args.target:
         raise HeadgraphError(f"--source and --target must be different tasks, got {args.source!r} twice")
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    check_pairs(args.n)
     collateral = list(args.collateral) if args.collateral else [t for t in DEFAULT_COLLATERAL if t != args.target]
     return [t for t in dict.fromkeys(collateral) if t != args.target]
 

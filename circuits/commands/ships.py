@@ -17,25 +17,28 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, load_args_model, prepare_output_dir
+from circuits.commands.common import (
+    add_dtype_option,
+    check_pairs,
+    dtype_words,
+    load_args_model,
+    parse_ablation,
+    prepare_output_dir,
+)
 from circuits.errors import HeadgraphError
 
 FILES = ("ships.md", "ships.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.discovery import Ablation, ActivationPatching, Ships, sahara
+    from circuits.discovery import ActivationPatching, Ships, sahara
     from circuits.measures.rank_agreement import rank_agreement
     from circuits.model import text_tokenizer
     from tasks import get_task
 
     task = get_task(args.task)
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
-    try:
-        ablation = Ablation(args.ablation)
-    except ValueError:
-        raise HeadgraphError(f"--ablation must be one of {', '.join(a.value for a in Ablation)}") from None
+    check_pairs(args.n)
+    ablation = parse_ablation(args.ablation)
     ships = Ships(eps=args.eps)
     if args.sahara_steps < 0:
         raise HeadgraphError(f"--sahara-steps must be non-negative, got {args.sahara_steps}")

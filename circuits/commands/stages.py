@@ -16,24 +16,25 @@ import json
 import shlex
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, check_output_file, dtype_words, load_args_model
-from circuits.errors import HeadgraphError
+from circuits.commands.common import (
+    add_dtype_option,
+    check_output_file,
+    check_pairs,
+    dtype_words,
+    load_args_model,
+    parse_ablation,
+)
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.discovery import Ablation
     from circuits.measures.roc import MERULLO_FRACTION
     from circuits.model import text_tokenizer
     from circuits.stages import StageRule, find_stages
     from tasks import get_task
 
     task = get_task(args.task)
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
-    try:
-        ablation = Ablation(args.ablation)
-    except ValueError:
-        raise HeadgraphError(f"--ablation must be one of {', '.join(a.value for a in Ablation)}") from None
+    check_pairs(args.n)
+    ablation = parse_ablation(args.ablation)
     inputs = ("", *(s.strip() for s in args.inputs.split(",")))
     fraction = MERULLO_FRACTION if args.fraction is None else args.fraction
     rule = StageRule(inputs=inputs, fraction=fraction, shortlist=args.shortlist, ablation=ablation,

@@ -9,8 +9,7 @@ import shlex
 import time
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, dtype_words, model_device, prepare_output_dir
-from circuits.errors import HeadgraphError
+from circuits.commands.common import add_dtype_option, check_pairs, dtype_words, model_device, prepare_output_dir
 
 
 def report(args: argparse.Namespace) -> int:
@@ -18,8 +17,7 @@ def report(args: argparse.Namespace) -> int:
     from circuits.task_report import default_rows, task_report
 
     rows = default_rows(args.task or None, variants=not args.defaults_only)  # unknown names fail before loading
-    if args.n <= 0:
-        raise HeadgraphError(f"--n must be a positive number of prompt pairs, got {args.n}")
+    check_pairs(args.n)
     out = prepare_output_dir(args.out, ("tasks_report.md", "tasks_report.json"))
     progress = not args.quiet
     print(f"loading {args.model} ...", flush=True)
