@@ -33,8 +33,8 @@ import torch
 
 from circuits.graph import Node
 from circuits.measures.roc import OVERLAP_FRACTIONS, jaccard, overlap_curve
-from circuits.model import load_model, text_tokenizer
-from circuits.stages import StageResult, StageRule, all_heads, find_stages
+from circuits.model import graph_of, load_model, text_tokenizer
+from circuits.stages import StageResult, StageRule, find_stages
 from tasks import get_task
 
 TASKS = ("ioi", "colored-objects")
@@ -121,7 +121,7 @@ def main() -> None:
         return
     a, b = (results[t].scores for t in TASKS)
     curve = overlap_curve(a, b, OVERLAP_FRACTIONS)
-    heads = list(all_heads(model))
+    heads = list(graph_of(model).heads)
     baselines = [_random_overlap(heads, len(o.a), len(o.b), args.draws, args.seed) for o in curve]
     matched = [_layer_matched_overlap(o.a, o.b, model.cfg.n_heads, args.draws, args.seed) for o in curve]
     load = os.getloadavg()[0]

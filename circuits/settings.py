@@ -55,15 +55,11 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def from_json(cls: type[T], values: Mapping[str, Any]) -> T:
     """``cls`` built from :func:`to_json`'s output (module docstring)."""
     if not dataclasses.is_dataclass(cls):
         return cls()
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     kwargs = {
         f.name: _typed(hints.get(f.name), values[f.name], f.name) for f in dataclasses.fields(cls) if f.name in values
     }
@@ -91,7 +87,7 @@ def from_strings(cls: type[T], values: Mapping[str, str], *, what: str = "") -> 
     """
     label = what or cls.__name__
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, text in values.items():
         key = key.replace("-", "_")

@@ -37,6 +37,7 @@ from circuits.engine.ablation import check_ablation, check_positive
 from circuits.errors import HeadgraphError
 from circuits.graph import Node, NodeKind
 from circuits.measures.roc import MERULLO_FRACTION, importance, stage_heads
+from circuits.model import graph_of
 from circuits.scores import Level, Scores
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
@@ -169,7 +170,7 @@ def find_stages(
             senders = shortlist_senders(eap, receivers, inputs, rule.shortlist)
         else:
             top = max(r.layer for r in receivers)
-            senders = tuple(h for h in all_heads(model) if h.layer < top)
+            senders = tuple(h for h in graph_of(model).heads if h.layer < top)
         if not senders:
             break
         method = PathPatching(
@@ -196,8 +197,3 @@ def find_stages(
         shortlists=tuple(out_short),
         seconds=time.perf_counter() - start,
     )
-
-
-def all_heads(model: HookedTransformer) -> tuple[Node, ...]:
-    """Every head of ``model`` in layer order."""
-    return tuple(Node.of_head(layer, h) for layer in range(model.cfg.n_layers) for h in range(model.cfg.n_heads))

@@ -133,11 +133,9 @@ def check_pairs(n: int) -> None:
 def parse_ablation(text: str) -> Any:
     """``--ablation`` as an :class:`~circuits.engine.Ablation` (a one-line error naming the choices)."""
     from circuits.engine import Ablation
+    from circuits.settings import parse_choice
 
-    try:
-        return Ablation(text)
-    except ValueError:
-        raise HeadgraphError(f"--ablation must be one of {', '.join(a.value for a in Ablation)}") from None
+    return parse_choice(Ablation, text, "--ablation")
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:

@@ -11,14 +11,13 @@ import dataclasses
 import time
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.engine.ablation import Ablation, BaselineSums, baseline, check_ablation, check_positive, corrupt_means
 from circuits.errors import HeadgraphError
 from circuits.graph import Graph
-from circuits.scores import Baseline, Level, Scores, flag_uninformative
+from circuits.scores import Level, Scores, flag_uninformative
 from circuits.settings import from_strings, to_json
 from tasks import PromptPairDataset
 from tasks.metrics import Metric
@@ -66,7 +65,7 @@ def summed_scores(
     graph: Graph,
     level: Level,
     totals: Tensor,
-    sums: Float[Tensor, " 4"] | BaselineSums,
+    sums: BaselineSums,
     n: int,
     metric: Metric,
     start: float,
@@ -79,18 +78,17 @@ def summed_scores(
         graph: the graph scored.
         level: nodes or edges.
         totals: one summed value per node or edge (NaN where not scored).
-        sums: summed clean metric, corrupt metric, clean accuracy and corrupt accuracy (:class:`BaselineSums`).
+        sums: the summed clean and corrupt metric and accuracy.
         n: the number of examples summed.
         metric: the metric.
         start: ``time.perf_counter()`` when the method started.
     """
-    m = ((sums.sums if isinstance(sums, BaselineSums) else sums) / n).tolist()
     scores = Scores(
         graph=graph,
         level=level,
         values=(totals / n).float(),
         method=name,
-        baseline=Baseline(metric.name, m[0], m[1], m[2], m[3]),
+        baseline=sums.baseline(metric.name, n),
         params=params,
         seconds=time.perf_counter() - start,
     )

@@ -110,7 +110,7 @@ def sender_term_hooks(
     ``z`` waits until the scale hook fires. The hooks record only (they return nothing).
     """
     if not has_post_norm(model):
-        return [(hook_z(layer), lambda z: on_term(z))]
+        return [(hook_z(layer), on_term)]
     waiting: list[Tensor] = []
 
     def keep(z: Tensor) -> None:
