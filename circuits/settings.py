@@ -140,7 +140,8 @@ def _scalar(hint: Any, text: str, name: str) -> Any:
         try:
             return hint(text)
         except ValueError:
-            raise HeadgraphError(f"{name} must be a {hint.__name__}, got {text!r}") from None
+            kind = "an integer" if hint is int else "a number"
+            raise HeadgraphError(f"{name} must be {kind}, got {text!r}") from None
     return text
 
 

@@ -37,7 +37,7 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["discover", "--set", "batch_size"], "--set expects KEY=VALUE"),
         (["discover", "--set", "colour=red"], "has no setting 'colour'"),
         (["discover", "--set", "ablation=sideways"], "ablation must be one of resample, mean, zero"),
-        (["discover", "--set", "batch_size=many"], "batch_size must be a int"),
+        (["discover", "--set", "batch_size=many"], "batch_size must be an integer, got 'many'"),
         (["discover", "--set", "batch_size=0"], "batch_size must be a positive integer"),
         (["show", "/nonexistent.json"], "no such file"),
     ],

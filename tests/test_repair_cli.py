@@ -33,6 +33,10 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["--max-heads", "0"], "max_heads must be a positive integer"),
         (["--controls", "-1"], "controls must be a positive integer"),
         (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--target-set", "colours=4"], "colored-objects has no setting 'colours'; its settings: shots, n_objects"),
+        (["--target-set", "n_objects"], "--target-set expects KEY=VALUE, got 'n_objects'"),
+        (["--target-set", "n_objects=many"], "n_objects must be an integer, got 'many'"),
+        (["--target-set", "shots=0", "--target-set", "n_objects=99"], "colored-objects: "),
         (["--model", "not-a-model", "--n", "2"], "unknown model 'not-a-model'"),
     ],
 )
@@ -49,3 +53,18 @@ def test_repair_is_listed_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "repair" in capsys.readouterr().out
+
+
+def test_target_set_builds_the_variant_and_is_recorded() -> None:
+    import argparse
+
+    from circuits.commands.repair import _command, _target, register
+    from tasks.colored_objects import ColoredObjects
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["repair", "--target-set", "shots=0", "--target-set", "n-objects=8", "--n", "4"])
+    assert _target(args) == ColoredObjects(shots=0, n_objects=8)
+    assert "--target-set shots=0 --target-set n-objects=8" in _command(args)
+    default = parser.parse_args(["repair"])
+    assert _target(default) == ColoredObjects() and "--target-set" not in _command(default)

@@ -70,7 +70,8 @@ def test_tuple_task_settings_round_trip() -> None:
 @pytest.mark.parametrize(
     ("typed", "message"),
     [({"nope": "1"}, "has no setting 'nope'"), ({"ablation": "half"}, "ablation must be one of resample, mean, zero"),
-     ({"batch_size": "x"}, "batch_size must be a int"), ({"heads": " , "}, "heads expects comma-separated values")],
+     ({"batch_size": "x"}, "batch_size must be an integer"),
+     ({"heads": " , "}, "heads expects comma-separated values")],
 )  # fmt: skip
 def test_bad_strings_are_one_line_errors(typed: dict[str, str], message: str) -> None:
     with pytest.raises(HeadgraphError, match=message):

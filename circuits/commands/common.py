@@ -138,13 +138,13 @@ def parse_ablation(text: str) -> Any:
     return parse_choice(Ablation, text, "--ablation")
 
 
-def parse_settings(pairs: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` from repeated ``--set`` options as a dict."""
+def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, str]:
+    """``["k=v", ...]`` from a repeated ``option`` (``--set``) as a dict."""
     out = {}
     for p in pairs:
         key, sep, value = p.partition("=")
         if not sep or not key:
-            raise HeadgraphError(f"--set expects KEY=VALUE, got {p!r}")
+            raise HeadgraphError(f"{option} expects KEY=VALUE, got {p!r}")
         out[key] = value
     return out
 

@@ -3,7 +3,9 @@
     headgraph repair --source ioi --target colored-objects --model smollm2-135m --n 64 --seed 0 --out out/repair
 
 Writes ``repair.md``, ``repair.json`` and ``repair.png`` under ``--out`` (see :mod:`circuits.repair`).
-Prompts: the source task and the held-out target prompts use ``--seed``; the target's selection
+``--target-set KEY=VALUE`` (repeatable) sets the target task's settings, e.g. a harder Colored Objects
+variant (``--target-set shots=0 --target-set n_objects=8``); source and collateral tasks keep their
+defaults. Prompts: the source task and the held-out target prompts use ``--seed``; the target's selection
 prompts (every choice is made on them) use ``--seed + 1``; the collateral tasks use ``--seed``.
 """
 
@@ -14,11 +16,26 @@ import json
 import shlex
 from typing import Any
 
-from circuits.commands.common import add_dtype_option, check_pairs, dtype_words, model_device, prepare_output_dir
+from circuits.commands.common import (
+    add_dtype_option,
+    check_pairs,
+    dtype_words,
+    model_device,
+    parse_settings,
+    prepare_output_dir,
+)
 from circuits.errors import HeadgraphError
 
 DEFAULT_COLLATERAL = ("ioi", "arithmetic", "mcqa")
 """Tasks whose collateral change is reported by default (minus the target)."""
+
+
+def _target(args: argparse.Namespace) -> Any:
+    """The target task with its ``--target-set`` settings (a one-line error for a bad key or value)."""
+    from circuits.settings import from_strings
+    from tasks import TASKS
+
+    return from_strings(TASKS[args.target], parse_settings(args.target_set, "--target-set"), what=args.target)
 
 
 def _tasks(args: argparse.Namespace) -> list[str]:
@@ -43,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from tasks import get_task
 
     collateral = _tasks(args)
+    target_task = _target(args)
     try:
         candidates = Candidates(args.candidates)
     except ValueError:
@@ -72,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     tok = text_tokenizer(model)
     dev = model.cfg.device or "cpu"  # the pairs follow the model's device
     source = get_task(args.source).dataset(tok, args.n, seed=args.seed).to(dev)
-    target = get_task(args.target).dataset(tok, args.n, seed=args.seed).to(dev)
-    select = get_task(args.target).dataset(tok, args.n, seed=args.seed + 1).to(dev)
+    target = target_task.dataset(tok, args.n, seed=args.seed).to(dev)
+    select = target_task.dataset(tok, args.n, seed=args.seed + 1).to(dev)
     side = {name: get_task(name).dataset(tok, args.n, seed=args.seed).to(dev) for name in collateral}
     result = repair(model, source, target, select=select, collateral=side, config=config, progress=progress)
     command = _command(args)
@@ -90,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces this run."""
-    words = ["headgraph", "repair", "--source", args.source, "--target", args.target, "--model", args.model]
+    words = ["headgraph", "repair", "--source", args.source, "--target", args.target]
+    for setting in args.target_set:
+        words += ["--target-set", setting]
+    words += ["--model", args.model]
     words += dtype_words(args.dtype)
     words += ["--n", str(args.n), "--seed", str(args.seed), "--fraction", str(args.fraction)]
     words += ["--recipe", args.recipe, "--candidates", args.candidates]
@@ -105,6 +126,8 @@ def register(sub: Any) -> None:
     r = sub.add_parser("repair", help="redirect reused heads to repair a task (Merullo et al. 2023)")
     r.add_argument("--source", default="ioi", help="task whose circuit holds the heads (default: ioi)")
     r.add_argument("--target", default="colored-objects", help="task to repair (default: colored-objects)")
+    r.add_argument("--target-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the target task, e.g. n_objects=4 (repeatable)")  # fmt: skip
     r.add_argument("--model", default="smollm2-135m", help="offline model or TransformerLens name")
     add_dtype_option(r)
     r.add_argument("--n", type=int, default=64, help="prompt pairs per task and split (default: 64)")
