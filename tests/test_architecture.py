@@ -220,7 +220,7 @@ def test_unknown_names_still_raise_attribute_errors() -> None:
             importlib.import_module(module).no_such_name  # noqa: B018
 
 
-def test_the_old_roles_registry_builds_the_same_positions() -> None:
+def test_the_old_roles_registry_gives_role_positions_for_every_task_with_roles() -> None:
     """``ROLES`` (task name → role builder) is rebuilt from the tasks' declarations, with a warning."""
     from circuits.repair import answer_roles
     from tasks.answers import tasks_with_roles

@@ -29,6 +29,7 @@ functional head roles are :class:`circuits.analysis.head_roles.Role`.)
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -167,8 +168,6 @@ _DEPRECATED = {
 
 
 def _task_attr(module: str, name: str) -> Any:
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 
