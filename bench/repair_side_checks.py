@@ -34,7 +34,7 @@ import torch
 from circuits.graph import Node
 from circuits.interventions import intervene
 from circuits.model import load_model, run_to_logits, text_tokenizer
-from circuits.repair import EditKind, HeadEdit, Role, evaluate_edits, role_positions
+from circuits.repair import AnswerRole, EditKind, HeadEdit, evaluate_edits, role_positions
 from tasks import get_task
 
 
@@ -61,16 +61,17 @@ def main() -> None:
     start = time.perf_counter()
     model = load_model(stored["model"], progress=False)
     target = get_task(stored["target"]).dataset(text_tokenizer(model), n, seed=seed)
-    oracle = HeadEdit(chosen, EditKind.FORCE, Role.WRONG)
+    oracle = HeadEdit(chosen, EditKind.FORCE, AnswerRole.WRONG)
     edits: list[HeadEdit | None] = [
         None,
         oracle,
-        HeadEdit(chosen, EditKind.FORCE, Role.CANDIDATES),
-        HeadEdit(chosen, EditKind.FORCE, Role.ANSWER),
+        HeadEdit(chosen, EditKind.FORCE, AnswerRole.CANDIDATES),
+        HeadEdit(chosen, EditKind.FORCE, AnswerRole.ANSWER),
         HeadEdit(chosen, EditKind.ABLATE),
     ]
     edits += [
-        HeadEdit(tuple(shared_ranked[:k]), EditKind.FORCE, Role.WRONG) for k in range(1, min(4, len(shared_ranked)) + 1)
+        HeadEdit(tuple(shared_ranked[:k]), EditKind.FORCE, AnswerRole.WRONG)
+        for k in range(1, min(4, len(shared_ranked)) + 1)
     ]
     outcomes = evaluate_edits(model, target, edits, batch_size=stored["config"]["batch_size"], progress=True)
     with torch.inference_mode():

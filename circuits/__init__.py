@@ -1,7 +1,11 @@
 """Circuit discovery on TransformerLens models: graphs, methods, scores, head-graph files, plots.
 
-Importing this package loads no model and changes no global setting.
+Importing this package loads no model and changes no global setting. ``circuits.Graph`` (now
+:class:`ComponentGraph`) still imports for one release, with a DeprecationWarning.
 """
+
+import warnings
+from typing import Any
 
 from circuits.analysis.attention import AttentionToPositions, attention_to_positions, head_patterns
 from circuits.analysis.head_outputs import HeadOutputs, Pooling, head_outputs
@@ -10,7 +14,7 @@ from circuits.analysis.knockout import Knockout, head_means, knock_out
 from circuits.analysis.logit_attribution import HeadAttribution, direct_logit_attribution
 from circuits.discovery import METHODS, Ablation, ActivationPatching, SAECodeEdges, SAECodes, SAEPatching, build_method
 from circuits.errors import CircuitFileError, HeadgraphError, ModelLoadError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.measures.regression import CircuitDiff, CircuitRegressionError, assert_circuit_matches, diff_circuits
 from circuits.measures.roc import AucVariant, Evaluation, evaluate, jaccard, overlap_curve, roc_auc, task_overlap
@@ -31,9 +35,9 @@ __all__ = [
     "CircuitDiff",
     "CircuitFileError",
     "CircuitRegressionError",
+    "ComponentGraph",
     "Edge",
     "Evaluation",
-    "Graph",
     "HeadAttribution",
     "HeadGraph",
     "HeadOutputs",
@@ -76,3 +80,14 @@ __all__ = [
     "task_overlap",
     "text_tokenizer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Graph":
+        warnings.warn(
+            "circuits.Graph is now circuits.ComponentGraph; the old name goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ComponentGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,9 @@
 """The candidate graph of a transformer: nodes (input, heads, MLPs, logits) and the edges between them.
 
-Every discovery method scores the same :class:`Graph` for a model, nodes or edges, in a fixed order,
-so every method is evaluated by the same code. Node names: ``input``, ``L{layer}H{head}`` (one per
+Every discovery method scores the same :class:`ComponentGraph` for a model, nodes or edges, in a fixed
+order, so every method is evaluated by the same code. (Named ``Graph`` before the architecture pass,
+issue 17; the old name still imports, with a DeprecationWarning, for one release. The *result* file
+of a run is :class:`circuits.headgraph.HeadGraph`.) Node names: ``input``, ``L{layer}H{head}`` (one per
 *query* head, also under grouped-query attention), ``MLP{layer}``, ``logits``.
 
 Edges run from every upstream component to every downstream one that reads the residual stream
@@ -20,13 +22,15 @@ of a group sum exactly to the score of the shared key/value input; nothing is av
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+from typing import Any
 
 from circuits.errors import HeadgraphError
 
-__all__ = ["QKV", "Edge", "Graph", "Node", "NodeKind"]
+__all__ = ["QKV", "ComponentGraph", "Edge", "Node", "NodeKind"]
 
 
 class NodeKind(Enum):
@@ -128,7 +132,7 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class Graph:
+class ComponentGraph:
     """Candidate nodes and edges of one model shape, in a fixed order.
 
     Attributes:
@@ -210,3 +214,14 @@ def _feeds(src: Node, dst: Node) -> bool:
         return src.layer < dst.layer
     # dst is an MLP: it reads its own layer's attention output too
     return src.layer < dst.layer or (src.layer == dst.layer and src.kind is NodeKind.HEAD)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Graph":
+        warnings.warn(
+            "circuits.graph.Graph is now circuits.graph.ComponentGraph; the old name goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ComponentGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

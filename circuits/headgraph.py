@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.graph import Edge, Graph, Node
+from circuits.graph import ComponentGraph, Edge, Node
 from circuits.model import ModelInfo
 from circuits.scores import Baseline, Circuit, Level, Scores
 
@@ -235,7 +235,7 @@ def _nan(x: float | None) -> float:
 
 def _from_dict(data: dict[str, Any]) -> HeadGraph:
     g = data["graph"]
-    graph = Graph(_int(g["n_layers"]), _int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
+    graph = ComponentGraph(_int(g["n_layers"]), _int(g["n_heads"]), bool(g["has_mlps"]), bool(g["split_qkv"]))
     sc = data["scores"]
     level = Level(sc["level"])
     if level is Level.NODE:

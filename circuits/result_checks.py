@@ -47,9 +47,9 @@ def result_warnings(scores: Scores, *, chance: float, n: int) -> tuple[str, ...]
         HeadgraphError: a non-finite baseline metric, an infinite score, or a zero gap.
 
     Examples:
-        >>> from circuits.graph import Graph
+        >>> from circuits.graph import ComponentGraph
         >>> from circuits.scores import Baseline, Level
-        >>> g = Graph(1, 1, False, False)
+        >>> g = ComponentGraph(1, 1, False, False)
         >>> s = Scores(g, Level.NODE, torch.full((len(g.nodes),), -0.5), "m", Baseline("logit-diff", 2.0, 0.0, 0.9))
         >>> result_warnings(s, chance=0.5, n=64)
         ()

@@ -22,7 +22,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuits.errors import HeadgraphError, HeadgraphWarning
-from circuits.graph import Edge, Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Edge, Node, NodeKind
 
 __all__ = ["Baseline", "Circuit", "Level", "Scores", "UninformativeScoresWarning", "flag_uninformative", "no_signal"]
 
@@ -77,7 +77,7 @@ class Scores:
         warnings: what the method found wrong with its own result (recorded in the head-graph file).
     """
 
-    graph: Graph
+    graph: ComponentGraph
     level: Level
     values: Float[Tensor, " n"]
     method: str
@@ -203,13 +203,13 @@ class Circuit:
     A node-level circuit has no edges; an edge-level circuit's nodes are its edges' endpoints.
     """
 
-    graph: Graph
+    graph: ComponentGraph
     nodes: frozenset[Node]
     edges: frozenset[Edge] = frozenset()
     selection: Mapping[str, Any] = field(default_factory=dict)
 
     @staticmethod
-    def from_items(graph: Graph, items: Sequence[Node | Edge], selection: Mapping[str, Any]) -> Circuit:
+    def from_items(graph: ComponentGraph, items: Sequence[Node | Edge], selection: Mapping[str, Any]) -> Circuit:
         nodes = {i for i in items if isinstance(i, Node)}
         edges = {i for i in items if isinstance(i, Edge)}
         for e in edges:

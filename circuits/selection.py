@@ -28,7 +28,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Node, NodeKind
 from circuits.scores import Circuit, Level, Scores
 
 __all__ = ["Ranking", "edge_mask", "greedy", "prune", "prune_mask", "ranked", "threshold", "top_k"]
@@ -46,7 +46,7 @@ def ranked(scores: Scores, ranking: Ranking = Ranking.ABSOLUTE) -> list[int]:
 
     Examples:
         >>> from circuits.scores import Baseline
-        >>> s = Scores(Graph(1, 2), Level.NODE, torch.tensor([math.nan, -1.0, 3.0, 0.5, math.nan]), "x",
+        >>> s = Scores(ComponentGraph(1, 2), Level.NODE, torch.tensor([math.nan, -1.0, 3.0, 0.5, math.nan]), "x",
         ...            Baseline("m", 1.0, 0.0))
         >>> ranked(s), ranked(s, Ranking.SIGNED)
         ([2, 1, 3], [1, 3, 2])
@@ -133,7 +133,7 @@ def edge_mask(circuit: Circuit, level: Level, always: frozenset[Node] = frozense
     return mask
 
 
-def prune_mask(graph: Graph, keep: Bool[Tensor, " n_edges"]) -> Bool[Tensor, " n_edges"]:
+def prune_mask(graph: ComponentGraph, keep: Bool[Tensor, " n_edges"]) -> Bool[Tensor, " n_edges"]:
     """``keep`` without the edges that lie on no input → logits path of kept edges."""
     src, dst = _src_index(graph), _dst_index(graph)
     keep_list = keep.tolist()
@@ -171,22 +171,22 @@ def _check_k(k: int) -> None:
         raise HeadgraphError(f"k must be a non-negative integer, got {k!r}")
 
 
-def _logits(graph: Graph) -> Node:
+def _logits(graph: ComponentGraph) -> Node:
     return Node(NodeKind.LOGITS, graph.n_layers)
 
 
 @cache
-def _src_index(graph: Graph) -> tuple[int, ...]:
+def _src_index(graph: ComponentGraph) -> tuple[int, ...]:
     return tuple(graph.node_index(e.src) for e in graph.edges)
 
 
 @cache
-def _dst_index(graph: Graph) -> tuple[int, ...]:
+def _dst_index(graph: ComponentGraph) -> tuple[int, ...]:
     return tuple(graph.node_index(e.dst) for e in graph.edges)
 
 
 @cache
-def _incoming(graph: Graph) -> tuple[tuple[int, ...], ...]:
+def _incoming(graph: ComponentGraph) -> tuple[tuple[int, ...], ...]:
     """Per node, the indices of the edges into it."""
     out: list[list[int]] = [[] for _ in graph.nodes]
     for i, d in enumerate(_dst_index(graph)):

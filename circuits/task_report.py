@@ -12,7 +12,8 @@ every task's clean and corrupt prompts once and records, per task:
     ``mean(clean − corrupt) / std(clean − corrupt)`` of that metric over pairs (a paired effect
     size: above 1 the corruption moves almost every pair the same way).
 
-Rows are the registered tasks with their default settings plus :data:`VARIANTS`, the settings worth
+Rows are the registered tasks with their default settings plus the report variants each task
+declares (:attr:`tasks.Task.report_variants`, gathered in :data:`VARIANTS`), the settings worth
 comparing (other corruptions, formats the model cannot do), so the report shows why each default
 was chosen.
 """
@@ -20,6 +21,7 @@ was chosen.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,23 +33,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.model import model_info, run_to_logits, text_tokenizer
 from circuits.pipeline import task_settings
-from tasks import (
-    IOI,
-    TASKS,
-    Accuracy,
-    Arithmetic,
-    ArithmeticAnswer,
-    ArithmeticCorruption,
-    CandidateAccuracy,
-    Induction,
-    InductionCorruption,
-    IOICorruption,
-    LogitDiff,
-    Operation,
-    PromptPairDataset,
-    Task,
-    candidate_chance,
-)
+from tasks import TASKS, Accuracy, CandidateAccuracy, LogitDiff, PromptPairDataset, Task, candidate_chance
 
 __all__ = [
     "CAN_DO_Z",
@@ -58,6 +44,7 @@ __all__ = [
     "default_rows",
     "task_baseline",
     "task_report",
+    "task_variants",
 ]
 
 CAN_DO_Z = 3.0
@@ -75,20 +62,16 @@ class ReportRow:
     make: Callable[[], Task]
 
 
-VARIANTS: tuple[ReportRow, ...] = (
-    ReportRow("ioi (flip)", lambda: IOI(corruption=IOICorruption.FLIP)),
-    ReportRow("arithmetic (+, 0 shots)", lambda: Arithmetic(shots=0)),
-    ReportRow("arithmetic (−)", lambda: Arithmetic(operations=(Operation.SUB,))),
-    ReportRow("arithmetic (÷)", lambda: Arithmetic(operations=(Operation.DIV,))),
-    ReportRow(
-        "arithmetic (× 10–81, tens digit)",
-        lambda: Arithmetic(operations=(Operation.MUL,), answer=ArithmeticAnswer.LEADING_DIGIT),
-    ),
-    ReportRow("arithmetic (null operator)", lambda: Arithmetic(corruption=ArithmeticCorruption.NULL_OPERATOR)),
-    ReportRow("induction (flip)", lambda: Induction(corruption=InductionCorruption.FLIP)),
-)
-"""Settings other than the defaults that the report also measures. A row costs one clean and one
-corrupt forward per pair, so the list is kept short; other settings are measured from Python with
+def task_variants(name: str) -> list[ReportRow]:
+    """The report variants task ``name`` declares (:attr:`tasks.Task.report_variants`), as rows."""
+    cls = TASKS[name]
+    return [ReportRow(label, functools.partial(cls, **settings)) for label, settings in cls.report_variants]
+
+
+VARIANTS: tuple[ReportRow, ...] = tuple(v for name in TASKS.names() for v in task_variants(name))
+"""Settings other than the defaults that the report also measures, as the tasks declare them. A row
+costs one clean and one corrupt forward per pair, so the lists are kept short; other settings are
+measured from Python with
 ``task_report(model, [ReportRow("mcqa (4 options)", lambda: MCQA(options=4))], n=64, seed=0)``."""
 
 
@@ -100,7 +83,7 @@ def default_rows(tasks: Sequence[str] | None = None, *, variants: bool = True) -
         cls = TASKS[name]
         rows.append(ReportRow(name, cls))
         if variants:
-            rows += [v for v in VARIANTS if v.label.split(" ")[0] == name]
+            rows += task_variants(name)
     return rows
 
 

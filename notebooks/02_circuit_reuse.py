@@ -68,11 +68,11 @@ from circuits.model import run_to_logits
 from circuits.pictures.attention_plot import draw_attention_pattern
 from circuits.plot import draw_head_matrix
 from circuits.repair import (
+    AnswerRole,
     EditKind,
     HeadEdit,
     Recipe,
     RepairConfig,
-    Role,
     evaluate_edits,
     plot_repair,
     repair,
@@ -225,9 +225,11 @@ fig = Figure(figsize=(11, 4), layout="constrained")
 FigureCanvasAgg(fig)
 ax = fig.subplots()
 x = range(len(heads))
-ax.bar([i - 0.3 for i in x], [h.source[Role.WRONG] for h in heads], 0.3, label=f"{SOURCE}: wrong answer (S1, S2)")
-ax.bar(list(x), [h.target[Role.WRONG] for h in heads], 0.3, label=f"{TARGET}: wrong colours")
-ax.bar([i + 0.3 for i in x], [h.target[Role.CANDIDATES] for h in heads], 0.3, label=f"{TARGET}: all listed colours")
+ax.bar([i - 0.3 for i in x], [h.source[AnswerRole.WRONG] for h in heads], 0.3, label=f"{SOURCE}: wrong answer (S1, S2)")
+ax.bar(list(x), [h.target[AnswerRole.WRONG] for h in heads], 0.3, label=f"{TARGET}: wrong colours")
+ax.bar(
+    [i + 0.3 for i in x], [h.target[AnswerRole.CANDIDATES] for h in heads], 0.3, label=f"{TARGET}: all listed colours"
+)
 ax.axhline(config.min_source_attention, color="black", linewidth=0.6, linestyle=":")
 names = [f"{h.head}{'*' if h.eligible else ''}{' (shared)' if h.shared else ''}" for h in heads]
 ax.set_xticks(list(x), names, rotation=45, ha="right", fontsize=8)
@@ -238,8 +240,8 @@ show(fig)
 for h in heads:
     print(
         f"{h.head}{' shared' if h.shared else '       '}  Δ {SOURCE} {h.source_effect:+.3f},"
-        f" Δ {TARGET} {h.target_effect:+.3f}; wrong-answer attention {h.source[Role.WRONG]:.2f} →"
-        f" {h.target[Role.WRONG]:.2f} (all colours {h.target[Role.CANDIDATES]:.2f});"
+        f" Δ {TARGET} {h.target_effect:+.3f}; wrong-answer attention {h.source[AnswerRole.WRONG]:.2f} →"
+        f" {h.target[AnswerRole.WRONG]:.2f} (all colours {h.target[AnswerRole.CANDIDATES]:.2f});"
         f" misdirection {h.misdirection:+.2f}{' eligible' if h.eligible else ''}"
     )
 
@@ -290,9 +292,9 @@ show(plot_repair(result))
 # %%
 chosen = result.chosen.heads
 checks = [
-    HeadEdit(chosen, EditKind.FORCE, Role.WRONG),
-    HeadEdit(chosen, EditKind.FORCE, Role.CANDIDATES),
-    HeadEdit(chosen, EditKind.FORCE, Role.ANSWER),
+    HeadEdit(chosen, EditKind.FORCE, AnswerRole.WRONG),
+    HeadEdit(chosen, EditKind.FORCE, AnswerRole.CANDIDATES),
+    HeadEdit(chosen, EditKind.FORCE, AnswerRole.ANSWER),
 ]
 oracle, all_colours, on_answer = evaluate_edits(model, target, checks, batch_size=config.batch_size)
 for edit, outcome in zip(checks, (oracle, all_colours, on_answer), strict=True):
@@ -314,7 +316,7 @@ for w, ts in (("before", top_before), ("after", top_after)):
 # The candidates are again the IOI circuit's heads, now judged by their attention onto the
 # **answer** on IOI (the indirect object: what name movers copy) against their attention onto the
 # **parsed** answer position on Colored Objects (the colour listed before the object the question
-# names, found from the prompt's tokens; `circuits.repair.roles.parse_queried_color`, checked equal
+# names, found from the prompt's tokens; `tasks.colored_objects.parse_queried_color`, checked equal
 # to the label on every generated prompt by the tests but never reading it). The edit forces the top
 # 1…4 of them onto that position (or scales their attention there ×4); the selection prompts choose.
 # The errors rows are the held-out prompts whose best listed colour was wrong before the edit.
@@ -323,8 +325,9 @@ for w, ts in (("before", top_before), ("after", top_after)):
 heads_p = sorted(parsed.heads, key=lambda h: (not h.eligible, -h.misdirection))
 for h in heads_p[:8]:
     print(
-        f"{h.head}{' shared' if h.shared else '       '}  answer attention on {SOURCE} {h.source[Role.ANSWER]:.2f},"
-        f" parsed-answer attention on {TARGET} {h.target[Role.PARSED]:.2f}; misdirection {h.misdirection:+.2f}"
+        f"{h.head}{' shared' if h.shared else '       '}"
+        f"  answer attention on {SOURCE} {h.source[AnswerRole.ANSWER]:.2f},"
+        f" parsed-answer attention on {TARGET} {h.target[AnswerRole.PARSED]:.2f}; misdirection {h.misdirection:+.2f}"
         f"{' eligible' if h.eligible else ''}"
     )
 for t in parsed.trials:
@@ -358,7 +361,9 @@ print(
 )
 print(
     "- oracle (Merullo): most misdirected IOI heads (wrong-answer attention IOI → Colored Objects): "
-    + ", ".join(f"{h.head} {h.source[Role.WRONG]:.2f} → {h.target[Role.WRONG]:.2f}" for h in result.ranked[:4])
+    + ", ".join(
+        f"{h.head} {h.source[AnswerRole.WRONG]:.2f} → {h.target[AnswerRole.WRONG]:.2f}" for h in result.ranked[:4]
+    )
     + f"; chosen edit: {result.chosen.label}."
 )
 print(

@@ -2,9 +2,11 @@
 
 Registered tasks (:data:`TASKS`, :func:`get_task`): ``ioi``, ``colored-objects``, ``arithmetic``,
 ``mcqa``, ``greater-than``, ``induction`` and ``retrieval``, one module each. Nothing here imports
-:mod:`circuits`; tasks are the data contract every discovery method consumes.
+:mod:`circuits`; tasks are the data contract every discovery method consumes, and each declares on
+its class what consumers need to know about it (:attr:`Task.answer_roles`, :attr:`Task.report_variants`).
 """
 
+from tasks.answers import AnswerRoles
 from tasks.arithmetic import Arithmetic, ArithmeticAnswer, ArithmeticCorruption, ArithmeticTemplate, Operation
 from tasks.base import TASKS, PromptPair, PromptPairDataset, Task, TokenRows, collate
 from tasks.colored_objects import ColoredObjects
@@ -34,6 +36,7 @@ __all__ = [
     "METRICS",
     "TASKS",
     "Accuracy",
+    "AnswerRoles",
     "Arithmetic",
     "ArithmeticAnswer",
     "ArithmeticCorruption",

@@ -146,6 +146,16 @@ class Arithmetic(Task):
 
     name: ClassVar[str] = "arithmetic"
     description: ClassVar[str] = "'2 + 4 = 6\\n5 + 2 = ' → '7' (one-digit results, 3 solved examples)"
+    report_variants: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
+        ("arithmetic (+, 0 shots)", {"shots": 0}),
+        ("arithmetic (−)", {"operations": (Operation.SUB,)}),
+        ("arithmetic (÷)", {"operations": (Operation.DIV,)}),
+        (
+            "arithmetic (× 10–81, tens digit)",
+            {"operations": (Operation.MUL,), "answer": ArithmeticAnswer.LEADING_DIGIT},
+        ),
+        ("arithmetic (null operator)", {"corruption": ArithmeticCorruption.NULL_OPERATOR}),
+    )
     operations: tuple[Operation, ...] = (Operation.ADD,)
     template: ArithmeticTemplate = ArithmeticTemplate.EQUATION
     shots: int = 3

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from jaxtyping import Int
@@ -29,6 +29,9 @@ from tasks.errors import TaskError
 from tasks.metrics import PAD, LogitDiff, Metric, Targets
 from tasks.registry import Registry
 from tasks.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:  # tasks.answers imports this module
+    from tasks.answers import AnswerRoles
 
 __all__ = ["TASKS", "PromptPair", "PromptPairDataset", "Task", "TokenRows", "collate"]
 
@@ -144,12 +147,22 @@ class Task(ABC):
     """A seeded generator of clean/corrupt prompt pairs.
 
     Subclasses are frozen dataclasses whose fields are the task's settings; they implement
-    :meth:`stream` and register themselves in :data:`TASKS` under :attr:`name`.
+    :meth:`stream` and register themselves in :data:`TASKS` under :attr:`name`. What else a consumer
+    needs to know about the task it reads from the class, never from a list of task names elsewhere:
+
+    Attributes:
+        metric: the task's own metric.
+        answer_roles: which named positions hold the answer, the competing answers and the candidates
+            (:class:`tasks.answers.AnswerRoles`), or None where the prompt does not hold its answers.
+        report_variants: settings other than the defaults that the task report also measures, as
+            ``(label, settings)`` pairs (``settings``: keyword arguments of the task's constructor).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     metric: ClassVar[Metric] = LogitDiff()
+    answer_roles: ClassVar[AnswerRoles | None] = None
+    report_variants: ClassVar[tuple[tuple[str, Mapping[str, Any]], ...]] = ()
 
     @abstractmethod
     def stream(self, rng: random.Random, tokenizer: TextTokenizer | None) -> Iterator[PromptPair]:

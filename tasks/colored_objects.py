@@ -33,19 +33,39 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tasks.base import TASKS, PromptPair, Task
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from tasks.answers import AnswerRoles, names_matching, tokens_at
+from tasks.base import TASKS, PromptPair, PromptPairDataset, Task
 from tasks.errors import TaskError
 from tasks.text import Prompt, article
 from tasks.tokenizer import TextTokenizer
 from tasks.words import load_data, single_token_words
 
-__all__ = ["ColoredObjects"]
+__all__ = ["ColoredObjects", "parse_queried_color"]
 
 MAX_OBJECTS_PER_SHOT = 4
 """Example and query shots use disjoint colours, so 8 colours allow at most 4 objects per shot."""
 
 MAX_OBJECTS_ZERO_SHOT = 8
 """Without example shots the query shot may list every colour (a harder variant than Merullo's)."""
+
+
+def parse_queried_color(data: PromptPairDataset) -> Int[Tensor, "batch 1"]:
+    """Colored Objects, label-free: the colour listed before the object that the question names.
+
+    The question's object token (``query``) is matched against the listed objects' tokens
+    (``object0…``); the colour span of the one match is the parsed position. No answer label (nor
+    ``answer_color``) is read. ``-1`` where the question's object matches no listed object or several.
+    """
+    objects = names_matching(data, r"object\d+")
+    tok = tokens_at(data, ["query", *objects])
+    match = tok[:, 1:] == tok[:, :1]  # (batch, n_objects)
+    colors = torch.stack([data.positions[f"color{n.removeprefix('object')}"] for n in objects], 1).cpu()
+    one = match.sum(1) == 1
+    return torch.where(one, (colors * match).sum(1), -1)[:, None]
 
 
 @TASKS.register("colored-objects")
@@ -60,6 +80,7 @@ class ColoredObjects(Task):
 
     name: ClassVar[str] = "colored-objects"
     description: ClassVar[str] = "'... a blue pencil, a black necklace ... What color is the pencil?\\nA:' → ' Blue'"
+    answer_roles: ClassVar[AnswerRoles] = AnswerRoles("answer_color", r"color\d+", parse_queried_color)
     shots: int = 1
     n_objects: int = 3
 

@@ -28,7 +28,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tasks.base import TASKS, PromptPair, Task
 from tasks.errors import TaskError
@@ -61,6 +61,9 @@ class Induction(Task):
 
     name: ClassVar[str] = "induction"
     description: ClassVar[str] = "' cat tree ship lock bell … cat tree ship' → ' lock' (a repeated random sequence)"
+    report_variants: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
+        ("induction (flip)", {"corruption": InductionCorruption.FLIP}),
+    )
     length: int = 10
     corruption: InductionCorruption = InductionCorruption.RANDOM
 

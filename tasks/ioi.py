@@ -24,11 +24,16 @@ from functools import cache
 from importlib import resources
 from typing import Any, ClassVar
 
-from tasks.base import TASKS, PromptPair, Task
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from tasks.answers import AnswerRoles, tokens_at
+from tasks.base import TASKS, PromptPair, PromptPairDataset, Task
 from tasks.errors import TaskError
 from tasks.tokenizer import TextTokenizer
 
-__all__ = ["IOI", "IOICorruption", "IOIOrder"]
+__all__ = ["IOI", "IOICorruption", "IOIOrder", "parse_unique_name"]
 
 MIN_NAMES = 10
 """Fewest single-token names the task accepts for a tokenizer."""
@@ -85,6 +90,20 @@ def _fill(template: str, slots: dict[str, str]) -> tuple[str, dict[str, tuple[in
     return out, spans
 
 
+def parse_unique_name(data: PromptPairDataset) -> Int[Tensor, "batch 1"]:
+    """IOI, label-free: the position among ``IO``/``S1``/``S2`` whose name token occurs there once.
+
+    The subject is mentioned twice and the indirect object once, so the structure alone tells the
+    answer's position; no answer label is read. ``-1`` where no name is unique.
+    """
+    names = ("IO", "S1", "S2")
+    tok = tokens_at(data, names)
+    pos = torch.stack([data.positions[n] for n in names], 1).cpu()
+    once = (tok[:, :, None] == tok[:, None, :]).sum(2) == 1  # (batch, 3)
+    unique = once.sum(1) == 1
+    return torch.where(unique, (pos * once).sum(1), -1)[:, None]
+
+
 @TASKS.register("ioi")
 @dataclass(frozen=True)
 class IOI(Task):
@@ -97,6 +116,10 @@ class IOI(Task):
 
     name: ClassVar[str] = "ioi"
     description: ClassVar[str] = "indirect object identification: '... John gave a drink to' → ' Mary'"
+    answer_roles: ClassVar[AnswerRoles] = AnswerRoles("IO", "IO|S1|S2", parse_unique_name)
+    report_variants: ClassVar[tuple[tuple[str, dict[str, Any]], ...]] = (
+        ("ioi (flip)", {"corruption": IOICorruption.FLIP}),
+    )
     corruption: IOICorruption = IOICorruption.ABC
     orders: tuple[IOIOrder, ...] = (IOIOrder.ABBA, IOIOrder.BABA)
 

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from tasks.answers import AnswerRoles
 from tasks.base import TASKS, PromptPair, Task
 from tasks.errors import TaskError
 from tasks.text import Prompt
@@ -69,6 +70,7 @@ class MCQA(Task):
 
     name: ClassVar[str] = "mcqa"
     description: ClassVar[str] = "letter-labelled multiple choice: '... A: blue B: pink The correct answer is:' → ' A'"
+    answer_roles: ClassVar[AnswerRoles] = AnswerRoles("correct_label", "label_[A-Z]")  # no parser: it takes knowledge
     options: int = 2
     shots: int = 3
 

@@ -140,6 +140,8 @@ MOVED = [
     ("circuits.faithfulness", "circuits.measures.faithfulness"),
     ("circuits.regression", "circuits.measures.regression"),
     ("circuits.rank_agreement", "circuits.measures.rank_agreement"),
+    ("circuits.repair.roles", "circuits.repair.answer_roles"),
+    ("circuits.repair.planted", "circuits.repair.planted_break"),
 ]
 
 
@@ -181,3 +183,50 @@ def test_the_ablation_vocabulary_is_one_object_everywhere() -> None:
     from circuits.engine import Ablation as from_engine
 
     assert from_methods is from_engine
+
+
+RENAMED = [
+    ("circuits.graph", "Graph", "circuits.graph", "ComponentGraph"),
+    ("circuits", "Graph", "circuits", "ComponentGraph"),
+    ("circuits.repair", "Role", "circuits.repair", "AnswerRole"),
+    ("circuits.repair.answer_roles", "Role", "circuits.repair.answer_roles", "AnswerRole"),
+    ("circuits.repair.answer_roles", "parse_unique_name", "tasks.ioi", "parse_unique_name"),
+    ("circuits.repair.answer_roles", "parse_queried_color", "tasks.colored_objects", "parse_queried_color"),
+]
+"""Names renamed (or moved to the tasks that own them) in the architecture pass: old module, old name, new ones."""
+
+
+@pytest.mark.parametrize(("old_module", "old", "new_module", "new"), RENAMED)
+def test_old_names_warn_and_give_the_renamed_object(old_module: str, old: str, new_module: str, new: str) -> None:
+    target = getattr(importlib.import_module(new_module), new)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = getattr(importlib.import_module(old_module), old)
+    assert got is target
+    assert [w for w in caught if issubclass(w.category, DeprecationWarning) and new in str(w.message)]
+
+
+@pytest.mark.parametrize(("new_module", "new"), sorted({(m, n) for _, _, m, n in RENAMED}))
+def test_new_names_do_not_warn(new_module: str, new: str) -> None:
+    module = importlib.import_module(new_module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        getattr(module, new)
+
+
+def test_unknown_names_still_raise_attribute_errors() -> None:
+    for module in ("circuits", "circuits.graph", "circuits.repair", "circuits.repair.answer_roles"):
+        with pytest.raises(AttributeError, match="no_such_name"):
+            importlib.import_module(module).no_such_name  # noqa: B018
+
+
+def test_the_old_roles_registry_gives_role_positions_for_every_task_with_roles() -> None:
+    """``ROLES`` (task name → role builder) is rebuilt from the tasks' declarations, with a warning."""
+    from circuits.repair import answer_roles
+    from tasks.answers import tasks_with_roles
+
+    with pytest.warns(DeprecationWarning, match="declared_roles"):
+        registry = answer_roles.ROLES
+    assert registry.names() == tasks_with_roles()
+    assert {"colored-objects", "ioi", "mcqa"} <= set(registry.names())
+    assert registry["ioi"] is answer_roles.role_positions

@@ -12,7 +12,7 @@ from circuits.discovery import EAP, EAPIG, Ablation, EdgePatching
 from circuits.engine.edge_ablation import AblationBatch, ablated_logits, prepare_batch
 from circuits.engine.edges import EdgeLayout, SenderActs, sender_acts
 from circuits.errors import HeadgraphError
-from circuits.graph import QKV, Edge, Graph, Node
+from circuits.graph import QKV, ComponentGraph, Edge, Node
 from circuits.model import (
     head_weights,
     hook_k_input,
@@ -41,8 +41,10 @@ MODELS = {
 }
 
 
-@pytest.mark.parametrize("graph", [Graph(2, 2), Graph(3, 4), Graph(3, 4, has_mlps=False), Graph(30, 9)])
-def test_layout_reproduces_the_graph_edge_order(graph: Graph) -> None:
+@pytest.mark.parametrize(
+    "graph", [ComponentGraph(2, 2), ComponentGraph(3, 4), ComponentGraph(3, 4, has_mlps=False), ComponentGraph(30, 9)]
+)
+def test_layout_reproduces_the_graph_edge_order(graph: ComponentGraph) -> None:
     layout = EdgeLayout(graph)
     layout.check()
     dense = torch.randn(layout.n_senders, layout.n_receivers)

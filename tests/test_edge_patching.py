@@ -9,7 +9,7 @@ from circuits.discovery import Ablation, ActivationPatching, EdgePatching
 from circuits.engine.edge_ablation import ablated_logits, prepare_batch
 from circuits.engine.edges import ActivePositions, EdgeLayout
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Node, NodeKind
 from circuits.model import run_to_logits
 from tasks import LogitDiff
 from tests.conftest import TinyFactory, random_dataset
@@ -42,7 +42,7 @@ def test_every_edge_equals_brute_force(tiny_model: TinyFactory, name: str) -> No
 def test_ablating_no_edge_is_clean_and_every_edge_is_corrupt(tiny_model: TinyFactory, name: str) -> None:
     model = tiny_model(**MODELS[name])
     data = random_dataset(n=5, length=7, lengths=[7, 6, 7, 5, 7], diff_from=3)
-    layout = EdgeLayout(Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only))
+    layout = EdgeLayout(ComponentGraph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only))
     n = len(layout.graph.edges)
     logits = ablated_logits(
         model,
@@ -106,7 +106,7 @@ def test_bad_settings_raise(bad: dict[str, object]) -> None:
 
 
 def test_edges_into_logits_cover_every_sender() -> None:
-    graph = Graph(2, 3)
+    graph = ComponentGraph(2, 3)
     into_logits = [e for e in graph.edges if e.dst.kind is NodeKind.LOGITS]
     assert [e.src for e in into_logits] == list(graph.senders())
     assert Node(NodeKind.INPUT, -1) in {e.src for e in into_logits}

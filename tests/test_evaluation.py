@@ -9,7 +9,7 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Node, NodeKind
 from circuits.groundtruth import induction_model, ioi_model
 from circuits.measures.roc import (
     AucVariant,
@@ -104,7 +104,7 @@ def test_jaccard() -> None:
 
 
 def test_node_importance_from_edge_scores_sums_outgoing_edges() -> None:
-    graph = Graph(2, 2, has_mlps=False)
+    graph = ComponentGraph(2, 2, has_mlps=False)
     values = torch.full((len(graph.edges),), math.nan)
     for i, e in enumerate(graph.edges):
         if str(e) in ("L0H1->L1H0<q>", "L0H1->logits"):
@@ -114,7 +114,7 @@ def test_node_importance_from_edge_scores_sums_outgoing_edges() -> None:
     assert math.isnan(float(imp[graph.node_index(Node.of_head(0, 0))]))
 
 
-def _node_scores(graph: Graph, top: dict[str, float]) -> Scores:
+def _node_scores(graph: ComponentGraph, top: dict[str, float]) -> Scores:
     values = torch.full((len(graph.nodes),), 0.0)
     for name, v in top.items():
         values[graph.node_index(Node.parse(name))] = v
@@ -122,7 +122,7 @@ def _node_scores(graph: Graph, top: dict[str, float]) -> Scores:
 
 
 def test_merullo_overlap_keeps_two_percent_of_heads_per_stage() -> None:
-    graph = Graph(24, 16)  # GPT-2 medium: 384 heads, 2% → 8 per stage
+    graph = ComponentGraph(24, 16)  # GPT-2 medium: 384 heads, 2% → 8 per stage
     a_stages = [_node_scores(graph, {f"L{s}H{h}": 1.0 + h for h in range(10)}) for s in range(4)]
     b_stages = [_node_scores(graph, {f"L{s}H{h}": 10.0 - h for h in range(10)}) for s in range(4)]
     assert len(stage_heads(a_stages)) == 32  # 4 stages × 8, as Merullo's "25/32"
@@ -137,9 +137,9 @@ def test_merullo_overlap_keeps_two_percent_of_heads_per_stage() -> None:
 
 def test_overlap_needs_one_model_shape() -> None:
     with pytest.raises(HeadgraphError, match="one model shape"):
-        task_overlap([_node_scores(Graph(2, 2), {})], [_node_scores(Graph(3, 2), {})])
+        task_overlap([_node_scores(ComponentGraph(2, 2), {})], [_node_scores(ComponentGraph(3, 2), {})])
     with pytest.raises(HeadgraphError):
-        stage_heads([_node_scores(Graph(2, 2), {})], fraction=0.0)
+        stage_heads([_node_scores(ComponentGraph(2, 2), {})], fraction=0.0)
 
 
 @pytest.mark.parametrize("planted", [induction_model(), ioi_model()], ids=["induction", "ioi"])
@@ -159,7 +159,7 @@ def test_an_undefined_edge_auc_keeps_the_defined_node_auc() -> None:
     """A method that scores only edges into the logits, against a truth that reaches them only
     through an MLP: no scored edge is a positive, so the edge AUC is NaN (with the reason), while
     the node AUC, from the same edges' senders, is defined and kept."""
-    g = Graph(2, 2, has_mlps=True)
+    g = ComponentGraph(2, 2, has_mlps=True)
     logits = g.nodes[-1]
     values = torch.full((len(g.edges),), math.nan)
     senders = []
@@ -178,7 +178,7 @@ def test_an_undefined_edge_auc_keeps_the_defined_node_auc() -> None:
 
 
 def test_a_truth_with_no_evaluated_node_gives_nan_and_a_reason() -> None:
-    g = Graph(2, 2)
+    g = ComponentGraph(2, 2)
     scores = _node_scores(g, {"L0H0": -1.0, "L1H1": -0.5})
     r = evaluate(scores, Circuit(g, frozenset({g.nodes[0], g.nodes[-1]}), frozenset()))  # input and logits only
     assert math.isnan(r.node_auc) and r.at_k is None and r.n_truth_nodes == 0

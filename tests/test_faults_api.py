@@ -23,7 +23,7 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import HeadgraphError, HeadgraphWarning
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from circuits.pipeline import discover as checked_discover
 from circuits.result_checks import result_warnings
 from circuits.scores import Baseline, Level, Scores
@@ -137,7 +137,7 @@ def test_corrupt_equal_to_clean_is_an_error_not_a_circuit_by_index(model: Any, t
 
 
 def _scores(clean: float, corrupt: float, values: list[float], accuracy: float = 0.95) -> Scores:
-    g = Graph(1, 2, False, False)
+    g = ComponentGraph(1, 2, False, False)
     v = torch.full((len(g.nodes),), math.nan)
     v[1 : 1 + len(values)] = torch.tensor(values)
     return Scores(g, Level.NODE, v, "m", Baseline("logit-diff", clean, corrupt, accuracy))

@@ -25,7 +25,7 @@ from circuits.formats.names import (
     parse_eapig_edge,
     parse_eapig_node,
 )
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import ModelInfo
 from circuits.scores import Baseline, Circuit, Level, Scores
@@ -35,7 +35,7 @@ FILES = [(Format.EAP_IG, "c.json"), (Format.EAP_IG, "c.pt"), (Format.MIB, "c.jso
          (Format.GRAPHML, "c.graphml"), (Format.AUTO_CIRCUIT, "c.pt")]  # fmt: skip
 
 
-def _hg(graph: Graph, level: Level, values: torch.Tensor, circuit: Circuit, n_kv: int) -> HeadGraph:
+def _hg(graph: ComponentGraph, level: Level, values: torch.Tensor, circuit: Circuit, n_kv: int) -> HeadGraph:
     info = ModelInfo("toy-gqa", graph.n_layers, graph.n_heads, n_kv, 8 * graph.n_heads, 8, 97, not graph.has_mlps, "h")
     scores = Scores(graph, level, values, "eap-ig", Baseline("logit_diff", 3.25, -0.5, 0.9, 0.1), {"steps": 5}, 2.0)
     task = TaskRun("ioi", 7, 16, "tok", {"order": "ABBA"}, {"too long": 2})
@@ -55,7 +55,7 @@ def _draw(
     n_heads = n_kv * data.draw(st.integers(1, 3), label="query heads per group")
     has_mlps = data.draw(st.booleans(), label="mlps") if mlps is None else mlps
     split_qkv = data.draw(st.booleans(), label="split q/k/v") if not split else True
-    graph = Graph(n_layers, n_heads, has_mlps=has_mlps, split_qkv=split_qkv)
+    graph = ComponentGraph(n_layers, n_heads, has_mlps=has_mlps, split_qkv=split_qkv)
     level = data.draw(st.sampled_from(list(Level)), label="level") if level is None else level
     n = len(graph.nodes) if level is Level.NODE else len(graph.edges)
     floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
@@ -105,7 +105,7 @@ def test_mib_round_trip_is_exact(tmp_path: Path, name: str, data: st.DataObject)
 
 def _gqa_example() -> HeadGraph:
     """SmolLM2's head layout in miniature: 2 layers × 9 query heads over 3 key/value heads."""
-    graph = Graph(2, 9)
+    graph = ComponentGraph(2, 9)
     values = torch.linspace(-1, 1, len(graph.edges))
     scores = Scores(graph, Level.EDGE, values, "eap", Baseline("logit_diff", 2.0, 0.0))
     return _hg(graph, Level.EDGE, values, top_k(scores, 30, Ranking.SIGNED), 3)
@@ -150,7 +150,7 @@ def test_pt_layout_matches_eapig_indexing(tmp_path: Path) -> None:
 
 def test_foreign_eapig_file_is_read_like_eapig(tmp_path: Path) -> None:
     """A file as EAP-IG writes it (no headgraph key): 1 layer × 2 heads, every edge, logits always in."""
-    graph = Graph(1, 2)
+    graph = ComponentGraph(1, 2)
     edges = {
         eapig_edge_name(e): {"score": 0.25 * i - 1.0, "in_graph": i in (0, 8, 11)} for i, e in enumerate(graph.edges)
     }
@@ -205,7 +205,7 @@ def test_graphml_is_read_by_networkx(tmp_path: Path) -> None:
     assert data[0]["in_circuit"] == (e in hg.circuit.edges)
 
 
-@pytest.mark.parametrize("edge", Graph(3, 2).edges[::7])
+@pytest.mark.parametrize("edge", ComponentGraph(3, 2).edges[::7])
 def test_name_maps_invert(edge: Edge) -> None:
     assert parse_eapig_edge(eapig_edge_name(edge), 3) == edge
     assert parse_autocircuit_edge(autocircuit_edge_name(edge), 3) == edge
@@ -214,7 +214,7 @@ def test_name_maps_invert(edge: Edge) -> None:
 
 @pytest.mark.parametrize("fmt,name", FILES[:2] + FILES[4:5])
 def test_node_scores_all_unscored(tmp_path: Path, fmt: Format, name: str) -> None:
-    graph = Graph(2, 3)
+    graph = ComponentGraph(2, 3)
     hg = _hg(graph, Level.NODE, torch.full((len(graph.nodes),), math.nan), Circuit(graph, frozenset()), 3)
     _same(import_headgraph(export_headgraph(hg, fmt, tmp_path / name), fmt), hg)
 
@@ -226,11 +226,11 @@ def test_mib_refuses_what_mib_would_misread(tmp_path: Path) -> None:
     scores = Scores(hg.scores.graph, Level.EDGE, values, "eap", hg.scores.baseline)
     with pytest.raises(HeadgraphError, match="1 of .* edges are unscored"):
         export_headgraph(HeadGraph(hg.model, hg.task, scores, hg.circuit), Format.MIB, tmp_path / "x.json")
-    graph = Graph(2, 2, has_mlps=False)
+    graph = ComponentGraph(2, 2, has_mlps=False)
     attn_only = _hg(graph, Level.NODE, torch.zeros(len(graph.nodes)), Circuit(graph, frozenset()), 2)
     with pytest.raises(HeadgraphError, match="MIB's graphs have MLPs"):
         export_headgraph(attn_only, Format.MIB, tmp_path / "x.json")
-    unsplit = Graph(2, 2, split_qkv=False)
+    unsplit = ComponentGraph(2, 2, split_qkv=False)
     flat = _hg(unsplit, Level.NODE, torch.zeros(len(unsplit.nodes)), Circuit(unsplit, frozenset()), 2)
     with pytest.raises(HeadgraphError, match="split head inputs"):
         export_headgraph(flat, Format.EAP_IG, tmp_path / "x.json")

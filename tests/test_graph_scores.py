@@ -1,4 +1,4 @@
-"""Graph, Scores, Circuit, metrics, and the head-graph JSON file."""
+"""ComponentGraph, Scores, Circuit, metrics, and the head-graph JSON file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.headgraph import SCHEMA, HeadGraph, TaskRun
 from circuits.model import ModelInfo
 from circuits.scores import Baseline, Level, Scores
@@ -18,7 +18,7 @@ from tasks import Accuracy, CandidateAccuracy, LogitDiff, ProbDiff, Targets
 
 
 def test_graph_nodes_and_edge_count() -> None:
-    g = Graph(n_layers=2, n_heads=3)
+    g = ComponentGraph(n_layers=2, n_heads=3)
     assert [str(n) for n in g.nodes] == [
         "input",
         "L0H0",
@@ -38,17 +38,17 @@ def test_graph_nodes_and_edge_count() -> None:
     assert Edge(Node.of_head(0, 1), Node.of_head(1, 2), QKV.K) in g.edges
     assert Edge(Node.of_head(1, 0), Node.of_head(1, 2), QKV.K) not in g.edges
     assert Edge(Node.of_head(1, 0), Node.of_mlp(1)) in g.edges
-    assert len(Graph(2, 3, has_mlps=False, split_qkv=False).edges) == 3 * 1 + 3 * 4 + 7
+    assert len(ComponentGraph(2, 3, has_mlps=False, split_qkv=False).edges) == 3 * 1 + 3 * 4 + 7
     for e in g.edges[:50]:
         assert Edge.parse(str(e), 2) == e
     with pytest.raises(HeadgraphError, match="not a node name"):
         Node.parse("head 3")
     with pytest.raises(HeadgraphError):
-        Graph(0, 3)
+        ComponentGraph(0, 3)
 
 
-def _scores(values: list[float], graph: Graph | None = None) -> Scores:
-    graph = graph or Graph(2, 2)
+def _scores(values: list[float], graph: ComponentGraph | None = None) -> Scores:
+    graph = graph or ComponentGraph(2, 2)
     full = torch.full((len(graph.nodes),), math.nan)
     for node, v in zip(graph.heads, values, strict=False):
         full[graph.node_index(node)] = v
@@ -99,7 +99,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_edge_level_round_trip(tmp_path: Path) -> None:
-    g = Graph(2, 2, has_mlps=False)
+    g = ComponentGraph(2, 2, has_mlps=False)
     values = torch.arange(len(g.edges), dtype=torch.float32)
     s = Scores(g, Level.EDGE, values, "eap", Baseline("logit-diff", 1.0, 0.0))
     hg = HeadGraph(ModelInfo("t", 2, 2, 2, 8, 4, 10, True, "h"), TaskRun("ioi", 0, 4), s, s.top_k(3))

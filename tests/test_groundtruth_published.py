@@ -9,7 +9,7 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.graph import Edge, Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Edge, Node, NodeKind
 from circuits.groundtruth import get_ground_truth, load_published, published_names
 from circuits.groundtruth.published import from_dict
 from circuits.measures.roc import evaluate
@@ -27,9 +27,9 @@ SHAPES = {
 SMALL = {"d_model": 16, "d_head": 4, "d_mlp": 16, "n_ctx": 16}
 
 
-def _graph(model_name: str) -> Graph:
+def _graph(model_name: str) -> ComponentGraph:
     s = SHAPES[model_name]
-    return Graph(s["n_layers"], s["n_heads"], has_mlps=not s.get("attn_only", False))
+    return ComponentGraph(s["n_layers"], s["n_heads"], has_mlps=not s.get("attn_only", False))
 
 
 def test_every_shipped_file_loads_with_its_citation() -> None:
@@ -150,7 +150,7 @@ def test_a_model_of_another_shape_is_a_clear_error(name: str, model_name: str) -
 
 def test_an_attention_only_model_of_the_same_size_is_not_gpt2() -> None:
     with pytest.raises(HeadgraphError, match="with MLPs.*attention-only"):
-        get_ground_truth("ioi-wang2022").circuit(Graph(12, 12, has_mlps=False))
+        get_ground_truth("ioi-wang2022").circuit(ComponentGraph(12, 12, has_mlps=False))
 
 
 def test_unknown_names_list_the_valid_ones() -> None:

@@ -129,12 +129,12 @@ def test_submission_layout() -> None:
 def test_evaluate_curve_options_fail_fast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Bad MIB options are one-line errors before any model is loaded."""
     from circuits.cli import main
-    from circuits.graph import Graph
+    from circuits.graph import ComponentGraph
     from circuits.headgraph import HeadGraph, TaskRun
     from circuits.model import ModelInfo
     from circuits.scores import Baseline
 
-    g = Graph(1, 2)
+    g = ComponentGraph(1, 2)
     scores = Scores(g, Level.NODE, torch.zeros(len(g.nodes)), "x", Baseline("logit-diff", 1.0, 0.0))
     info = ModelInfo("not-a-model", 1, 2, 2, 8, 4, 10, False, "h")
     path = HeadGraph(info, TaskRun("ioi", 0, 2), scores, scores.top_k(1)).save(tmp_path / "c.json")

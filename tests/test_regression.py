@@ -7,7 +7,7 @@ import torch
 
 from circuits.discovery import ActivationPatching
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node
+from circuits.graph import ComponentGraph, Node
 from circuits.groundtruth import Planted, induction_model, ioi_model
 from circuits.measures.regression import (
     CircuitRegression,
@@ -70,7 +70,7 @@ def test_a_scaled_circuit_head_fails_with_a_diff_naming_it(
 
 
 def test_a_score_change_at_the_same_rank_is_listed() -> None:
-    g = Graph(2, 3)
+    g = ComponentGraph(2, 3)
     golden = _manual(g, {"L0H0": -2.0, "L0H1": -1.0})
     found = _manual(g, {"L0H0": -2.0, "L0H1": -0.5})
     assert assert_circuit_matches(found, golden, top_k=2).jaccard == 1.0
@@ -78,7 +78,7 @@ def test_a_score_change_at_the_same_rank_is_listed() -> None:
         assert_circuit_matches(found, golden, top_k=2, max_score_change=0.1)
 
 
-def _manual(graph: Graph, values: dict[str, float]) -> Scores:
+def _manual(graph: ComponentGraph, values: dict[str, float]) -> Scores:
     v = torch.zeros(len(graph.nodes))
     for name, x in values.items():
         v[graph.node_index(Node.parse(name))] = x
@@ -86,7 +86,7 @@ def _manual(graph: Graph, values: dict[str, float]) -> Scores:
 
 
 def test_diff_lists_lost_gained_and_moved_heads_with_ranks_and_scores() -> None:
-    g = Graph(2, 3)
+    g = ComponentGraph(2, 3)
     golden = _manual(g, {"L0H0": -2.0, "L0H1": -1.0, "L1H0": -0.5, "L1H2": -0.1})
     found = _manual(g, {"L0H1": -2.0, "L0H0": -1.0, "L1H1": -0.8, "L1H2": -0.1})
     diff = diff_circuits(found, golden, top_k=3)
@@ -101,7 +101,7 @@ def test_diff_lists_lost_gained_and_moved_heads_with_ranks_and_scores() -> None:
 
 
 def test_bad_comparisons_raise() -> None:
-    a, b = _manual(Graph(2, 3), {}), _manual(Graph(3, 3), {})
+    a, b = _manual(ComponentGraph(2, 3), {}), _manual(ComponentGraph(3, 3), {})
     with pytest.raises(HeadgraphError, match="cannot compare circuits of a 2×3 and a 3×3 model"):
         diff_circuits(a, b)
     with pytest.raises(HeadgraphError):
@@ -114,7 +114,7 @@ def test_bad_comparisons_raise() -> None:
 
 def test_edge_scores_are_compared_through_their_heads() -> None:
     """Two edge-level results: heads rank by their outgoing edges' summed scores (was: an empty diff)."""
-    g = Graph(2, 2)
+    g = ComponentGraph(2, 2)
     a_vals = torch.zeros(len(g.edges))
     b_vals = torch.zeros(len(g.edges))
     for i, e in enumerate(g.edges):

@@ -14,18 +14,32 @@ from circuits.graph import Node
 from circuits.interventions import AblateHead, ForceAttention, ScaleAttention, intervene
 from circuits.model import hook_pattern, hook_z, logits_at, resumable_run, resume_to_logits, run_with_cache
 from circuits.repair import (
+    AnswerRole,
     Candidates,
     EditEvaluator,
     EditKind,
     HeadEdit,
     RepairConfig,
-    Role,
     require_roles,
     role_positions,
 )
 from circuits.repair.edits import Outcome
 from circuits.repair.workflow import Trial, _draw_controls, _select
-from tasks import IOI, MCQA, ColoredObjects, LogitDiff, PromptPairDataset, TextTokenizer, UnknownNameError
+from tasks import (
+    IOI,
+    MCQA,
+    TASKS,
+    ColoredObjects,
+    LogitDiff,
+    PromptPair,
+    PromptPairDataset,
+    Task,
+    TextTokenizer,
+    TokenRows,
+    UnknownNameError,
+    collate,
+)
+from tasks.answers import AnswerRoles, names_matching, tokens_at
 from tests.conftest import TinyFactory, random_dataset
 
 ATOL = 1e-5
@@ -122,10 +136,10 @@ def test_the_evaluator_matches_full_forward_passes(tiny_model: TinyFactory) -> N
         assert got.metric == pytest.approx(float(LogitDiff()(logits, data.targets).mean()), abs=ATOL)
         row = seen[hook_pattern(2)][rows, 0, data.answer_pos]  # watched head L2H0, (batch, k)
         wrong = sum(row[rows, roles.wrong[:, i]] for i in range(2)).mean()
-        assert got.attention[Node.of_head(2, 0)][Role.WRONG] == pytest.approx(float(wrong), abs=ATOL)
+        assert got.attention[Node.of_head(2, 0)][AnswerRole.WRONG] == pytest.approx(float(wrong), abs=ATOL)
         a = got.attention[Node.of_head(2, 3)]
-        assert a[Role.CANDIDATES] == pytest.approx(a[Role.ANSWER] + a[Role.WRONG], abs=ATOL)
-    assert outcomes[1].attention[Node.of_head(2, 0)][Role.WRONG] == pytest.approx(1.0)
+        assert a[AnswerRole.CANDIDATES] == pytest.approx(a[AnswerRole.ANSWER] + a[AnswerRole.WRONG], abs=ATOL)
+    assert outcomes[1].attention[Node.of_head(2, 0)][AnswerRole.WRONG] == pytest.approx(1.0)
     assert outcomes[0].metric != pytest.approx(outcomes[1].metric)
 
 
@@ -219,3 +233,36 @@ def test_selection_prefers_the_smaller_edit_unless_a_larger_one_is_better() -> N
 
     assert _select([trial(1, 2.0), trial(2, 2.0), trial(3, 1.0)]).edit.heads == (Node.of_head(0, 0),)
     assert len(_select([trial(1, 2.0), trial(2, 2.5), trial(3, 2.5)]).edit.heads) == 2
+
+
+def test_a_new_task_declares_its_roles_without_touching_circuits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A toy task (not known to ``circuits/``) gets role positions, its parse included, from its declaration."""
+
+    def parse_cued(data: PromptPairDataset) -> torch.Tensor:  # the option whose token equals the cue's
+        opts = names_matching(data, r"opt\d")
+        tok = tokens_at(data, ["cue", *opts])
+        match = tok[:, 1:] == tok[:, :1]
+        pos = torch.stack([data.positions[n] for n in opts], 1)
+        return torch.where(match.sum(1) == 1, (pos * match).sum(1), -1)[:, None]
+
+    class Toy(Task):
+        name = "toy-vote"
+        description = "three options and a cue"
+        answer_roles = AnswerRoles("pick", r"opt\d", parse_cued)
+
+        def stream(self, rng, tokenizer):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    monkeypatch.setitem(TASKS._items, Toy.name, Toy)  # registered for this test only
+    rows = []
+    for i, (a, b, c) in enumerate([(1, 2, 3), (4, 5, 6)]):
+        clean = [9, a, b, c, [a, c][i], 0]  # options at 1..3, the cue at 4
+        rows.append((PromptPair("", "", (), (), ()), TokenRows(clean, clean, [7], [8], [7, 8],
+                     {"opt0": 1, "opt1": 2, "opt2": 3, "cue": 4, "pick": [1, 3][i]})))  # fmt: skip
+    data = collate(Toy.name, 0, "ids", 0, rows)
+    require_roles(Toy.name)
+    r = role_positions(data)
+    assert r.answer.tolist() == [[1], [3]]
+    assert r.wrong.tolist() == [[2, 3], [1, 2]]
+    assert r.candidates.tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert r.parsed.tolist() == [[1], [3]] and r.has(AnswerRole.PARSED)

@@ -13,10 +13,10 @@ from circuits.groundtruth.planted import ALPHA, Planted
 from circuits.groundtruth.planted_ioi import ioi_model
 from circuits.measures.roc import task_overlap
 from circuits.repair import (
+    AnswerRole,
     EditKind,
     RepairConfig,
     RepairResult,
-    Role,
     broken_copy,
     evaluate_edits,
     plot_repair,
@@ -64,8 +64,8 @@ def test_the_break_disables_the_s_inhibition_head_only_in_the_copy(planted: Plan
     (bad,) = evaluate_edits(broken, data, [None], watch=[planted.roles["s-inhibition"]])
     assert intact.metric == pytest.approx(ALPHA, abs=1e-3)
     assert bad.metric == pytest.approx(-ALPHA / 3, abs=1e-3)  # the mover spreads over IO, S1, S2
-    assert intact.attention[planted.roles["s-inhibition"]][Role.WRONG] == pytest.approx(1.0, abs=1e-6)
-    assert bad.attention[planted.roles["s-inhibition"]][Role.CANDIDATES] < ATOL  # it looks at BOS now
+    assert intact.attention[planted.roles["s-inhibition"]][AnswerRole.WRONG] == pytest.approx(1.0, abs=1e-6)
+    assert bad.attention[planted.roles["s-inhibition"]][AnswerRole.CANDIDATES] < ATOL  # it looks at BOS now
     (again,) = evaluate_edits(planted.model, data, [None])
     assert again.metric == intact.metric  # the original model is untouched
 
@@ -74,15 +74,15 @@ def test_the_workflow_finds_the_broken_head_and_restores_the_metric(planted: Pla
     inh = planted.roles["s-inhibition"]
     (intact,) = evaluate_edits(planted.model, planted.task.dataset(N, seed=2), [None])
     assert result.chosen.heads == (inh,)
-    assert result.chosen.kind is EditKind.FORCE and result.chosen.role is Role.WRONG
+    assert result.chosen.kind is EditKind.FORCE and result.chosen.role is AnswerRole.WRONG
     assert result.ranked[0].head == inh and result.ranked[0].misdirection == pytest.approx(1.0, abs=1e-6)
     assert result.before.metric == pytest.approx(-ALPHA / 3, abs=1e-3)
     assert abs(result.after.metric - intact.metric) <= REPAIR_TOL * abs(intact.metric)
     assert result.after.candidate_accuracy == 1.0 and result.before.candidate_accuracy == 0.0
-    assert result.after.attention[inh][Role.WRONG] == pytest.approx(1.0)
+    assert result.after.attention[inh][AnswerRole.WRONG] == pytest.approx(1.0)
     # the mover is in the source circuit but attends to the answer there: not eligible
     mover = next(h for h in result.heads if h.head == planted.roles["name-mover"])
-    assert not mover.eligible and mover.source[Role.ANSWER] > 0.99
+    assert not mover.eligible and mover.source[AnswerRole.ANSWER] > 0.99
 
 
 def test_the_random_head_control_does_not_repair(planted: Planted, result: RepairResult) -> None:

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from circuits.errors import HeadgraphError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.scores import Baseline, Circuit, Level, Scores
 from circuits.selection import Ranking, edge_mask, greedy, prune, prune_mask, ranked, threshold, top_k
 
-GRAPH = Graph(3, 3)
+GRAPH = ComponentGraph(3, 3)
 INPUT, LOGITS = Node(NodeKind.INPUT, -1), Node(NodeKind.LOGITS, 3)
 
 

@@ -20,7 +20,24 @@ from circuits.task_report import (
     default_rows,
     task_baseline,
 )
-from tasks import IOI, TASKS, CandidateAccuracy, LogitDiff, Targets
+from tasks import (
+    IOI,
+    MCQA,
+    TASKS,
+    Arithmetic,
+    ArithmeticAnswer,
+    ArithmeticCorruption,
+    CandidateAccuracy,
+    ColoredObjects,
+    GreaterThan,
+    Induction,
+    InductionCorruption,
+    IOICorruption,
+    LogitDiff,
+    Operation,
+    Retrieval,
+    Targets,
+)
 from tests.conftest import TinyFactory, random_dataset
 
 ATOL = 1e-5
@@ -115,3 +132,29 @@ def _error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 )
 def test_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     assert message in _error_line(capsys, argv)
+
+
+def test_the_rows_the_tasks_declare_are_the_rows_of_the_old_variant_list() -> None:
+    """Each task declares its variants (``report_variants``); the rows equal the list task_report held
+    before the architecture pass (issue 17), in order and in settings."""
+    expected = [
+        ("arithmetic", Arithmetic()),
+        ("arithmetic (+, 0 shots)", Arithmetic(shots=0)),
+        ("arithmetic (−)", Arithmetic(operations=(Operation.SUB,))),
+        ("arithmetic (÷)", Arithmetic(operations=(Operation.DIV,))),
+        (
+            "arithmetic (× 10–81, tens digit)",
+            Arithmetic(operations=(Operation.MUL,), answer=ArithmeticAnswer.LEADING_DIGIT),
+        ),
+        ("arithmetic (null operator)", Arithmetic(corruption=ArithmeticCorruption.NULL_OPERATOR)),
+        ("colored-objects", ColoredObjects()),
+        ("greater-than", GreaterThan()),
+        ("induction", Induction()),
+        ("induction (flip)", Induction(corruption=InductionCorruption.FLIP)),
+        ("ioi", IOI()),
+        ("ioi (flip)", IOI(corruption=IOICorruption.FLIP)),
+        ("mcqa", MCQA()),
+        ("retrieval", Retrieval()),
+    ]
+    old_tasks = ["arithmetic", "colored-objects", "greater-than", "induction", "ioi", "mcqa", "retrieval"]
+    assert [(r.label, r.make()) for r in default_rows(old_tasks)] == expected  # a new task adds rows elsewhere

@@ -11,7 +11,7 @@ import pytest
 from circuits.cli import main
 from circuits.discovery import ActivationPatching
 from circuits.errors import CircuitFileError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.groundtruth.user import load_truth_file
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info
@@ -43,7 +43,7 @@ def test_yaml_and_json_read_the_same(tmp_path: Path) -> None:
     a, b = load_truth_file(y), load_truth_file(j)
     assert dataclasses.replace(a, source="") == dataclasses.replace(b, source="") and a.source == str(y)
     assert a.groups == {"circuit": ("L2H1", "L1H3", "MLP0"), "mover": ("L2H1",)}
-    c = a.circuit(Graph(3, 4))
+    c = a.circuit(ComponentGraph(3, 4))
     assert c.nodes == {Node(NodeKind.INPUT, -1), Node(NodeKind.LOGITS, 3), Node.of_head(2, 1), Node.of_head(1, 3),
                        Node.of_mlp(0)}  # fmt: skip
     assert c.edges == {
@@ -57,10 +57,10 @@ def test_without_a_model_the_truth_takes_the_circuits_shape(tmp_path: Path) -> N
     f.write_text(json.dumps({"citation": "x", "heads": ["L5H2"]}))
     with pytest.raises(CircuitFileError, match="no 'model' shape"):
         load_truth_file(f)
-    truth = load_truth_file(f, Graph(6, 3))
-    assert truth.name == "t" and truth.nodes(Graph(6, 3)) == {Node.of_head(5, 2)}
+    truth = load_truth_file(f, ComponentGraph(6, 3))
+    assert truth.name == "t" and truth.nodes(ComponentGraph(6, 3)) == {Node.of_head(5, 2)}
     with pytest.raises(CircuitFileError, match="malformed ground truth"):
-        load_truth_file(f, Graph(2, 3))  # L5H2 is not on a 2-layer graph
+        load_truth_file(f, ComponentGraph(2, 3))  # L5H2 is not on a 2-layer graph
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_bad_user_truth(tmp_path: Path, doc: object, message: str) -> None:
     f = tmp_path / "bad.json"
     f.write_text(json.dumps(doc))
     with pytest.raises(CircuitFileError, match=message):
-        load_truth_file(f, Graph(3, 4))
+        load_truth_file(f, ComponentGraph(3, 4))
 
 
 def test_score_against_a_user_file(tiny_model: TinyFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import ModelInfo
 from circuits.scores import Baseline, Level, Scores
@@ -23,7 +23,7 @@ def synthetic_headgraph(
     split_qkv: bool = True,
 ) -> HeadGraph:
     """A head graph of a ``n_layers × n_heads`` model whose scores are random (a fraction ``unscored`` NaN)."""
-    graph = Graph(n_layers, n_heads, has_mlps, split_qkv)
+    graph = ComponentGraph(n_layers, n_heads, has_mlps, split_qkv)
     n = len(graph.edges) if level is Level.EDGE else len(graph.nodes)
     g = torch.Generator().manual_seed(seed)
     values = torch.randn(n, generator=g) * torch.rand(n, generator=g) ** 4  # a few strong, many weak

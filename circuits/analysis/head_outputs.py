@@ -39,7 +39,7 @@ class HeadOutputs:
 
     Attributes:
         outputs: per prompt and head, the pooled output after ``W_O``; heads are layer-major
-            (``head = layer · n_heads + h``, the order of ``Graph.heads``).
+            (``head = layer · n_heads + h``, the order of ``ComponentGraph.heads``).
         logits: per prompt, the logits at its answer position (its last unpadded token).
     """
 

@@ -16,7 +16,7 @@ from transformer_lens import HookedTransformer
 
 from circuits.engine.ablation import Ablation, BaselineSums, baseline, check_ablation, check_positive, corrupt_means
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from circuits.scores import Level, Scores, flag_uninformative
 from circuits.settings import from_strings, to_json
 from tasks import PromptPairDataset
@@ -62,7 +62,7 @@ def method_params(method: object) -> dict[str, Any]:
 def summed_scores(
     name: str,
     params: dict[str, Any],
-    graph: Graph,
+    graph: ComponentGraph,
     level: Level,
     totals: Tensor,
     sums: BaselineSums,

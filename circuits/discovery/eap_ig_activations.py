@@ -90,8 +90,8 @@ def sender_blocks(layout: EdgeLayout) -> list[SenderBlock]:
     """The blocks of ``layout``'s senders in graph order, each with its first downstream receiver.
 
     Examples:
-        >>> from circuits.graph import Graph
-        >>> for b in sender_blocks(EdgeLayout(Graph(1, 2))):
+        >>> from circuits.graph import ComponentGraph
+        >>> for b in sender_blocks(EdgeLayout(ComponentGraph(1, 2))):
         ...     print(b.hook, b.senders, b.first_receiver)
         None slice(0, 1, None) 0
         blocks.0.attn.hook_z slice(1, 3, None) 6

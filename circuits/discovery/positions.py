@@ -38,7 +38,7 @@ from circuits.discovery.eap import dense_scores, gradient_run
 from circuits.engine.ablation import Ablation, check_positive
 from circuits.engine.edges import ActivePositions, EdgeLayout, corrupt_run, prefix_length
 from circuits.errors import HeadgraphError
-from circuits.graph import Edge, Graph
+from circuits.graph import ComponentGraph, Edge
 from circuits.model import (
     HookFn,
     PrefixGuard,
@@ -94,7 +94,7 @@ class PositionEdgeScores:
         seconds: wall time.
     """
 
-    graph: Graph
+    graph: ComponentGraph
     labels: tuple[str, ...]
     values: Float[Tensor, "labels n_edges"]
     method: str

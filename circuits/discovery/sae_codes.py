@@ -46,7 +46,7 @@ from transformer_lens import HookedTransformer
 from circuits.analysis.head_outputs import Pooling, head_outputs
 from circuits.discovery.base import METHODS, check_positive, method_params
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, NodeKind
+from circuits.graph import ComponentGraph, NodeKind
 from circuits.model import graph_of, output_weights
 from circuits.scores import Baseline, Level, Scores, flag_uninformative
 from saes import (
@@ -178,7 +178,7 @@ class PairOutputs:
 
     Attributes:
         positives: per solved clean prompt, every head's pooled output after ``W_O`` (heads
-            layer-major, as ``Graph.heads``).
+            layer-major, as ``ComponentGraph.heads``).
         negatives: the same for each one's corrupt twin (row ``i`` is the twin of positive ``i``).
         baseline: clean and corrupt metric and accuracy over all pairs.
         seconds: wall time of the collection.
@@ -199,7 +199,7 @@ class CodeRun:
     """Codes of every head on positive and negative prompts, and how they were obtained.
 
     Attributes:
-        positives: code per solved clean prompt and head (heads layer-major, as ``Graph.heads``).
+        positives: code per solved clean prompt and head (heads layer-major, as ``ComponentGraph.heads``).
         negatives: code per corrupt twin of those prompts and head.
         saes: the trained SAEs (``saes.save(path)`` writes them in sae-lens's format).
         outputs: the head outputs that were coded.
@@ -355,7 +355,7 @@ def _params(method: object, run: CodeRun) -> dict[str, object]:
     }
 
 
-def head_values(graph: Graph, importance: Real[Tensor, " head"]) -> Float[Tensor, " node"]:
+def head_values(graph: ComponentGraph, importance: Real[Tensor, " head"]) -> Float[Tensor, " node"]:
     """Node values ``−importance`` on the heads (layer-major), NaN on every other node."""
     values = torch.full((len(graph.nodes),), math.nan)
     idx = torch.tensor([graph.node_index(n) for n in graph.heads])

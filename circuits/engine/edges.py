@@ -35,7 +35,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuits.engine.ablation import Ablation, corrupt_means
-from circuits.graph import QKV, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Node, NodeKind
 from circuits.model import (
     SharedPrefix,
     embeddings,
@@ -70,14 +70,14 @@ class EdgeLayout:
     """Index arithmetic between a graph's edge vector and a dense ``[sender, receiver input]`` matrix.
 
     Examples:
-        >>> layout = EdgeLayout(Graph(n_layers=2, n_heads=2))
+        >>> layout = EdgeLayout(ComponentGraph(n_layers=2, n_heads=2))
         >>> layout.n_senders, layout.n_receivers, len(layout.graph.edges)
         (7, 15, 46)
         >>> layout.head_receiver(1, 0, QKV.K), layout.mlp_receiver(1), layout.logits_receiver
         (8, 13, 14)
     """
 
-    graph: Graph
+    graph: ComponentGraph
 
     @property
     def n_heads(self) -> int:
@@ -161,7 +161,7 @@ class EdgeLayout:
         return self._index[1]
 
     def to_edges(self, dense: Float[Tensor, "*lead senders receivers"]) -> Float[Tensor, "*lead n_edges"]:
-        """The graph's edge vector (in :attr:`Graph.edges` order) of a dense matrix."""
+        """The graph's edge vector (in :attr:`ComponentGraph.edges` order) of a dense matrix."""
         return dense[..., self.senders, self.receivers]
 
     def to_dense(
@@ -173,7 +173,7 @@ class EdgeLayout:
         return out
 
     def check(self) -> None:
-        """Assert that the index reproduces :attr:`Graph.edges` (used by the tests)."""
+        """Assert that the index reproduces :attr:`ComponentGraph.edges` (used by the tests)."""
         senders, receivers = self.graph.senders(), self._receiver_names()
         for e, s, r in zip(self.graph.edges, self.senders.tolist(), self.receivers.tolist(), strict=True):
             if (e.src, e.dst, e.qkv) != (senders[s], *receivers[r]):

@@ -13,7 +13,7 @@ keyed by the destination's module name. For a factorized TransformerLens model:
   indexed ``[head, src_idx]``, ``blocks.{b}.hook_mlp_in`` with ``(n_sources_before,)``, and
   ``Resid End`` at ``blocks.{L-1}.hook_resid_post`` with every source. "Before" is auto-circuit's
   layer rule (``src.layer < dest.layer``: a head reads earlier blocks, an MLP also its own
-  block's heads), the same edges as :class:`~circuits.graph.Graph`.
+  block's heads), the same edges as :class:`~circuits.graph.ComponentGraph`.
 
 Sign: auto-circuit's gradient scores differentiate the *loss* ``-answer_diff`` with respect to
 the patch mask (1 = edge patched), so a score estimates the loss change when the edge is
@@ -44,7 +44,7 @@ import torch
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values, parse_extension
 from circuits.formats.names import autocircuit_edge_name, parse_autocircuit_edge
-from circuits.graph import Edge, Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Edge, Node, NodeKind
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
 
@@ -58,12 +58,12 @@ _MLP_IN = re.compile(r"^blocks\.(\d+)\.hook_mlp_in$")
 _RESID_END = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
 
 
-def dest_module(edge: Edge, graph: Graph) -> str:
+def dest_module(edge: Edge, graph: ComponentGraph) -> str:
     """The module name auto-circuit keys ``edge``'s scores by.
 
     Examples:
         >>> from circuits.graph import QKV
-        >>> dest_module(Edge(Node.of_mlp(0), Node.of_head(2, 1), QKV.K), Graph(3, 2))
+        >>> dest_module(Edge(Node.of_mlp(0), Node.of_head(2, 1), QKV.K), ComponentGraph(3, 2))
         'blocks.2.hook_k_input'
     """
     dst = edge.dst
@@ -74,13 +74,13 @@ def dest_module(edge: Edge, graph: Graph) -> str:
     return f"blocks.{dst.layer}.hook_{edge.qkv.value}_input" if edge.qkv else f"blocks.{dst.layer}.hook_attn_in"
 
 
-def _index(edge: Edge, graph: Graph) -> tuple[int, ...]:
+def _index(edge: Edge, graph: ComponentGraph) -> tuple[int, ...]:
     """``Edge.patch_idx``: ``[head, src_idx]`` into a head input's tensor, ``[src_idx]`` otherwise."""
     src_idx = graph.node_index(edge.src)  # headgraph's node order is auto-circuit's src_idx order
     return (int(edge.dst.head or 0), src_idx) if edge.dst.kind is NodeKind.HEAD else (src_idx,)
 
 
-def _n_sources(dst: Node, graph: Graph) -> int:
+def _n_sources(dst: Node, graph: ComponentGraph) -> int:
     """Sources before ``dst`` (the input, then per block its heads and its MLP)."""
     per_block = graph.n_heads + (1 if graph.has_mlps else 0)
     if dst.kind is NodeKind.LOGITS:
@@ -88,7 +88,7 @@ def _n_sources(dst: Node, graph: Graph) -> int:
     return 1 + dst.layer * per_block + (graph.n_heads if dst.kind is NodeKind.MLP else 0)
 
 
-def _empty(graph: Graph) -> dict[str, torch.Tensor]:
+def _empty(graph: ComponentGraph) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for e in graph.edges:
         name = dest_module(e, graph)
@@ -126,7 +126,7 @@ def write_autocircuit(hg: HeadGraph, path: str | Path) -> Path:
     return path
 
 
-def _graph(scores: dict[str, Any], source: str) -> Graph:
+def _graph(scores: dict[str, Any], source: str) -> ComponentGraph:
     layers, split, heads, mlps = set(), None, set(), False
     for name, t in scores.items():
         if m := _HEAD_IN.match(name) or _ATTN_IN.match(name):
@@ -140,7 +140,7 @@ def _graph(scores: dict[str, Any], source: str) -> Graph:
             raise CircuitFileError(f"{source}: {name!r} is not an auto-circuit destination module")
     if not layers or len(heads) != 1 or layers != set(range(max(layers) + 1)):
         raise CircuitFileError(f"{source}: the prune scores do not describe every block of a model")
-    return Graph(max(layers) + 1, heads.pop(), has_mlps=mlps, split_qkv=bool(split))
+    return ComponentGraph(max(layers) + 1, heads.pop(), has_mlps=mlps, split_qkv=bool(split))
 
 
 def read_autocircuit(path: str | Path) -> HeadGraph:

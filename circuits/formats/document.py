@@ -21,7 +21,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuits.errors import CircuitFileError
-from circuits.graph import Edge, Graph, Node
+from circuits.graph import ComponentGraph, Edge, Node
 from circuits.headgraph import SCHEMA, SCHEMA_VERSION, HeadGraph
 from circuits.scores import Level
 
@@ -41,7 +41,7 @@ def extension(hg: HeadGraph) -> dict[str, Any]:
     return d
 
 
-def foreign_meta(graph: Graph, level: Level, *, n_kv_heads: int, d_model: int, method: str) -> dict[str, Any]:
+def foreign_meta(graph: ComponentGraph, level: Level, *, n_kv_heads: int, d_model: int, method: str) -> dict[str, Any]:
     """Neutral facts for a file written by another tool (nothing is invented: unknowns are NaN or '')."""
     return {
         "schema": SCHEMA,
@@ -75,7 +75,7 @@ def foreign_meta(graph: Graph, level: Level, *, n_kv_heads: int, d_model: int, m
 
 def assemble(
     meta: Mapping[str, Any],
-    graph: Graph,
+    graph: ComponentGraph,
     values: Float[Tensor, " n"],
     nodes: Sequence[Node],
     edges: Sequence[Edge],

@@ -52,7 +52,7 @@ import torch
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, nan_values, parse_extension
 from circuits.formats.names import eapig_edge_name, eapig_node_name, parse_eapig_edge, parse_eapig_node
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
 
@@ -61,7 +61,7 @@ UNSCORED_CIRCUIT_EDGES = "unscored_circuit_edges"
 __all__ = ["backward_index", "dst_node_names", "forward_index", "read_eapig", "write_eapig"]
 
 
-def _check_exportable(graph: Graph) -> None:
+def _check_exportable(graph: ComponentGraph) -> None:
     if not graph.split_qkv:
         raise HeadgraphError("EAP-IG and MIB graphs split head inputs into q, k and v; this circuit's graph does not")
 
@@ -80,7 +80,7 @@ def _cfg(hg: HeadGraph) -> dict[str, Any]:
     return cfg
 
 
-def _edge_order_key(graph: Graph) -> Any:
+def _edge_order_key(graph: ComponentGraph) -> Any:
     """EAP-IG's insertion order of edges (``Graph.from_model``): per layer, each sender into every
     head's q, k, v, then every sender into the MLP; the logits last."""
     src_pos = {n: i for i, n in enumerate(graph.nodes)}
@@ -126,7 +126,7 @@ def _to_json(hg: HeadGraph) -> dict[str, Any]:
     return {"cfg": _cfg(hg), "nodes": nodes, "edges": edges, EXTENSION_KEY: ext}
 
 
-def forward_index(graph: Graph, node: Node) -> int:
+def forward_index(graph: ComponentGraph, node: Node) -> int:
     """EAP-IG's forward (sender) index: input 0, then per layer its heads and its MLP slot."""
     if node.kind is NodeKind.INPUT:
         return 0
@@ -136,7 +136,7 @@ def forward_index(graph: Graph, node: Node) -> int:
     return base + (graph.n_heads if node.kind is NodeKind.MLP else int(node.head or 0))
 
 
-def backward_index(graph: Graph, node: Node, qkv: QKV | None) -> int:
+def backward_index(graph: ComponentGraph, node: Node, qkv: QKV | None) -> int:
     """EAP-IG's backward (receiver) index: per layer the q, k, v inputs of every head, then the MLP."""
     h = graph.n_heads
     if node.kind is NodeKind.LOGITS:
@@ -149,7 +149,7 @@ def backward_index(graph: Graph, node: Node, qkv: QKV | None) -> int:
     raise CircuitFileError(f"{node} has no EAP-IG backward index (qkv={qkv})")
 
 
-def dst_node_names(graph: Graph) -> list[str]:
+def dst_node_names(graph: ComponentGraph) -> list[str]:
     """EAP-IG's ``Graph.get_dst_nodes()``: receivers in backward-index order."""
     out = []
     for layer in range(graph.n_layers):
@@ -217,20 +217,20 @@ def write_eapig(hg: HeadGraph, path: str | Path) -> Path:
     return path
 
 
-def _graph_of_cfg(cfg: Any, source: str) -> tuple[Graph, int, int]:
+def _graph_of_cfg(cfg: Any, source: str) -> tuple[ComponentGraph, int, int]:
     if not isinstance(cfg, dict):
         raise CircuitFileError(f"{source}: not an EAP-IG graph file (no 'cfg' object)")
     if cfg.get("parallel_attn_mlp"):
         raise CircuitFileError(f"{source}: parallel attention/MLP blocks are not supported (parallel_attn_mlp true)")
     try:
         n_layers, n_heads = int(cfg["n_layers"]), int(cfg["n_heads"])
-        graph = Graph(n_layers, n_heads, has_mlps=not cfg.get("attn_only", False))
+        graph = ComponentGraph(n_layers, n_heads, has_mlps=not cfg.get("attn_only", False))
     except (KeyError, TypeError, ValueError, HeadgraphError) as err:
         raise CircuitFileError(f"{source}: bad 'cfg' ({type(err).__name__}: {err})") from None
     return graph, int(cfg.get("n_key_value_heads") or n_heads), int(cfg.get("d_model") or 0)
 
 
-def _meta(d: Any, graph: Graph, level: Level, kv: int, d_model: int, source: str) -> dict[str, Any]:
+def _meta(d: Any, graph: ComponentGraph, level: Level, kv: int, d_model: int, source: str) -> dict[str, Any]:
     ext = d.get(EXTENSION_KEY)
     if isinstance(ext, str):
         ext = parse_extension(ext, source)
@@ -241,14 +241,14 @@ def _meta(d: Any, graph: Graph, level: Level, kv: int, d_model: int, source: str
     return ext
 
 
-def _node(graph: Graph, name: str, source: str) -> Node:
+def _node(graph: ComponentGraph, name: str, source: str) -> Node:
     node = parse_eapig_node(name, graph.n_layers)
     if node not in set(graph.nodes):
         raise CircuitFileError(f"{source}: node {name!r} is not in a {graph.n_layers}×{graph.n_heads} graph")
     return node
 
 
-def _edge(graph: Graph, name: str, source: str) -> int:
+def _edge(graph: ComponentGraph, name: str, source: str) -> int:
     """The index of a name that is not spelled as :func:`eapig_edge_name` spells it (or raise)."""
     edge = parse_eapig_edge(name, graph.n_layers)
     try:
@@ -293,7 +293,7 @@ def _from_json(d: Any, source: str) -> HeadGraph:
     return assemble(_meta(d, graph, level, kv, d_model, source), graph, values, nodes, edges, source=source)
 
 
-def _foreign_nodes(graph: Graph, level: Level, nodes: list[Node], edges: list[Edge]) -> list[Node]:
+def _foreign_nodes(graph: ComponentGraph, level: Level, nodes: list[Node], edges: list[Edge]) -> list[Node]:
     """A foreign file's circuit nodes as headgraph keeps them: an edge circuit's nodes are its edges'
     endpoints; a node circuit has no logits node (EAP-IG marks the logits always in)."""
     if level is Level.EDGE:

@@ -27,7 +27,7 @@ import torch
 
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.formats.document import EXTENSION_KEY, assemble, extension, foreign_meta, parse_extension
-from circuits.graph import QKV, Edge, Graph, Node
+from circuits.graph import QKV, ComponentGraph, Edge, Node
 from circuits.headgraph import HeadGraph
 from circuits.scores import Level
 
@@ -131,7 +131,7 @@ def read_graphml(path: str | Path) -> HeadGraph:
     keys = {k.get("id", ""): k.get("attr.name", "") for k in root.findall(f"{{{NS}}}key")}
     try:
         gd = _datas(graph_el, keys)
-        graph = Graph(int(gd["n_layers"]), int(gd["n_heads"]), _bool(gd["has_mlps"]), _bool(gd["split_qkv"]))
+        graph = ComponentGraph(int(gd["n_layers"]), int(gd["n_heads"]), _bool(gd["has_mlps"]), _bool(gd["split_qkv"]))
         level = Level(gd.get("level", "edge"))
         vals = [math.nan] * (len(graph.nodes) if level is Level.NODE else len(graph.edges))
         nodes: list[Node] = []

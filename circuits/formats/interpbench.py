@@ -20,7 +20,7 @@ The edge list (``circuit_to_edges_list`` of the case's ``get_ll_gt_circuit()``) 
 attn.hook_result[h]``, ``hook_mlp_in → hook_mlp_out``). The IOI case lists edges between component
 outputs instead (``attn.hook_result[h] → attn.hook_result[h']``, from ``attn.hook_z`` renamed).
 
-Mapping onto headgraph's :class:`~circuits.graph.Graph` (naming table in
+Mapping onto headgraph's :class:`~circuits.graph.ComponentGraph` (naming table in
 :mod:`circuits.formats.names`): a sender → receiver-input pair is one headgraph edge
 (``hook_embed``/``hook_pos_embed``/``blocks.0.hook_resid_pre`` → ``input``, resid_post of the last
 block → ``logits``, ``hook_{q,k,v}_input[h]`` → that head's q/k/v input); a sender → component
@@ -52,7 +52,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.groundtruth.published import GroundTruth, ModelShape
 from circuits.model import graph_of, prepare_model_
 from circuits.scores import Circuit
@@ -123,13 +123,13 @@ def _parse(name: str, n_layers: int) -> _Hook:
     raise CircuitFileError(f"not an InterpBench node name: {name!r}")
 
 
-def map_interpbench_edges(pairs: Iterable[object], graph: Graph) -> tuple[frozenset[Node], frozenset[Edge]]:
+def map_interpbench_edges(pairs: Iterable[object], graph: ComponentGraph) -> tuple[frozenset[Node], frozenset[Edge]]:
     """InterpBench ``(from, to)`` hook pairs as headgraph nodes and edges on ``graph`` (module docstring).
 
     Examples:
         >>> nodes, edges = map_interpbench_edges(
         ...     [("hook_embed", "blocks.1.hook_k_input[0]"), ("blocks.1.hook_k_input[0]", "blocks.1.attn.hook_k[0]"),
-        ...      ("blocks.1.attn.hook_result[0]", "blocks.1.hook_resid_post")], Graph(2, 2))
+        ...      ("blocks.1.attn.hook_result[0]", "blocks.1.hook_resid_post")], ComponentGraph(2, 2))
         >>> sorted(str(e) for e in edges), sorted(str(n) for n in nodes)
         (['L1H0->logits', 'input->L1H0<k>'], ['L1H0', 'input', 'logits'])
 
@@ -216,7 +216,7 @@ def _meta(folder: Path) -> dict[str, Any]:
 def _truth(folder: Path, cfg: HookedTransformerConfig, meta: Mapping[str, Any]) -> GroundTruth:
     from circuits.formats.safe_pickle import safe_load
 
-    graph = Graph(cfg.n_layers, cfg.n_heads, has_mlps=not cfg.attn_only)
+    graph = ComponentGraph(cfg.n_layers, cfg.n_heads, has_mlps=not cfg.attn_only)
     pairs = safe_load(folder / EDGES)
     if not isinstance(pairs, list | tuple):
         raise CircuitFileError(f"{folder / EDGES}: expected a list of (from, to) pairs, got {type(pairs).__name__}")

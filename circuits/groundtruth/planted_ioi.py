@@ -46,6 +46,8 @@ from circuits.groundtruth.planted import (
 )
 from circuits.groundtruth.tokens import TokenPair, TokenPairStream
 from circuits.model import attention_only_model, attention_weights, embedding_weights
+from tasks.answers import TOKEN_ROLES, AnswerRoles
+from tasks.ioi import IOI
 from tasks.metrics import LogitDiff, Metric
 
 __all__ = ["IOIConfig", "PlantedIOICorruption", "PlantedIOITask", "ioi_model"]
@@ -74,6 +76,7 @@ class PlantedIOITask(TokenPairStream):
     name: ClassVar[str] = "planted-ioi"
     pad_id: ClassVar[int] = BOS
     metric: ClassVar[Metric] = LogitDiff()
+    answer_roles: ClassVar[AnswerRoles | None] = IOI.answer_roles  # the same named positions as IOI's
     n_names: int = 8
     n_fillers: int = 6
     length: int = 10
@@ -245,3 +248,4 @@ def ioi_model(config: IOIConfig | None = None) -> Planted:
 
 
 PLANTED.add("ioi", ioi_model)
+TOKEN_ROLES.add(PlantedIOITask.name, IOI.answer_roles)  # PlantedIOITask.answer_roles

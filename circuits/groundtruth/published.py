@@ -8,7 +8,7 @@ node sets; Merullo et al.'s GPT-2 medium roles). A file gives:
 
 * ``model``: the model it was found in and its shape (layers, heads, attention-only or not);
 * ``groups``: named roles, each a list of nodes (``L9H9``, ``MLP8``): the node-level ground truth;
-* ``edge_rules``: group-to-group connections, expanded on the model's :class:`~circuits.graph.Graph`
+* ``edge_rules``: group-to-group connections, expanded on the model's :class:`~circuits.graph.ComponentGraph`
   to every edge that exists from a sender of ``from`` to a receiver of ``to`` (on the ``qkv``
   inputs for head receivers; ``within`` connects a list to itself, earlier to later). Besides group
   names, ``from``/``to`` accept node names and ``mlps`` (every MLP of the model);
@@ -29,7 +29,7 @@ from importlib import resources
 from typing import Any
 
 from circuits.errors import CircuitFileError, HeadgraphError
-from circuits.graph import QKV, Edge, Graph, Node, NodeKind
+from circuits.graph import QKV, ComponentGraph, Edge, Node, NodeKind
 from circuits.scores import Circuit
 
 __all__ = ["TRUTH_SCHEMA", "EdgeRule", "GroundTruth", "ModelShape", "load_published", "published_names"]
@@ -108,7 +108,7 @@ class GroundTruth:
     edges: tuple[str, ...] = ()
     edge_positions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def check_graph(self, graph: Graph) -> None:
+    def check_graph(self, graph: ComponentGraph) -> None:
         """Raise unless ``graph`` has the shape of the model the circuit was found in."""
         m = self.model
         if (graph.n_layers, graph.n_heads, graph.has_mlps) != (m.n_layers, m.n_heads, not m.attn_only):
@@ -118,7 +118,7 @@ class GroundTruth:
                 f"ground truth {self.name!r} is defined on {m.name} ({m.describe()}); this model has {got}"
             )
 
-    def nodes(self, graph: Graph) -> frozenset[Node]:
+    def nodes(self, graph: ComponentGraph) -> frozenset[Node]:
         """The groups' nodes (the node-level ground truth)."""
         self.check_graph(graph)
         return frozenset(_node(name, graph) for names in self.groups.values() for name in names)
@@ -127,7 +127,7 @@ class GroundTruth:
         """Node name → role."""
         return {n: role for role, names in self.groups.items() for n in names}
 
-    def _resolve(self, refs: tuple[str, ...], graph: Graph) -> list[Node]:
+    def _resolve(self, refs: tuple[str, ...], graph: ComponentGraph) -> list[Node]:
         out: list[Node] = []
         for ref in refs:
             if ref in self.groups:
@@ -138,7 +138,7 @@ class GroundTruth:
                 out.append(_node(ref, graph))
         return out
 
-    def circuit(self, graph: Graph) -> Circuit:
+    def circuit(self, graph: ComponentGraph) -> Circuit:
         """The ground truth on ``graph``: group nodes plus input and logits, and every rule's edges.
 
         Raises:
@@ -166,7 +166,7 @@ class GroundTruth:
         return Circuit(graph, nodes, frozenset(edges), {"rule": "ground truth", "name": self.name})
 
 
-def _node(name: str, graph: Graph) -> Node:
+def _node(name: str, graph: ComponentGraph) -> Node:
     node = Node.parse(name, graph.n_layers)
     graph.node_index(node)  # raises if out of range
     return node
@@ -211,7 +211,7 @@ def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> GroundTruth:
         )
         # every name must resolve on a graph of the declared shape
         shape = truth.model
-        truth.circuit(Graph(shape.n_layers, shape.n_heads, has_mlps=not shape.attn_only))
+        truth.circuit(ComponentGraph(shape.n_layers, shape.n_heads, has_mlps=not shape.attn_only))
     except (KeyError, TypeError, ValueError, HeadgraphError) as err:
         raise CircuitFileError(f"{source}: malformed ground truth ({type(err).__name__}: {err})") from None
     return truth

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from circuits.errors import HeadgraphError
 from tasks import PromptPair, PromptPairDataset, TokenRows, collate
+from tasks.answers import AnswerRoles
 
 __all__ = ["TokenPair", "TokenPairStream", "render", "token_dataset"]
 
@@ -87,11 +88,14 @@ def token_dataset(task: str, seed: int, pairs: Sequence[TokenPair], *, pad_id: i
 class TokenPairStream:
     """A seeded stream of token pairs, as lists and as datasets (mixin for planted tasks).
 
-    Subclasses set ``name`` and ``pad_id`` and draw one pair from a random generator in ``pair``.
+    Subclasses set ``name`` and ``pad_id`` and draw one pair from a random generator in ``pair``; one
+    whose prompts hold their answers declares where in ``answer_roles`` (as text tasks do,
+    :attr:`tasks.Task.answer_roles`) and registers it in :data:`tasks.answers.TOKEN_ROLES` under ``name``.
     """
 
     name: ClassVar[str]
     pad_id: ClassVar[int]
+    answer_roles: ClassVar[AnswerRoles | None] = None
 
     def pair(self, rng: random.Random) -> TokenPair:
         """One pair drawn from ``rng``."""

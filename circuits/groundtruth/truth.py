@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from circuits.errors import CircuitFileError
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from circuits.groundtruth.golden import GOLDEN_RECIPES, Golden, load_golden
 from circuits.groundtruth.published import GroundTruth, ModelShape, load_published, published_names
 from tasks.errors import UnknownNameError
@@ -87,7 +87,7 @@ def check_truth_spec(spec: str) -> None:
         get_ground_truth(spec)
 
 
-def resolve_truth(spec: str, graph: Graph | None = None) -> GroundTruth:
+def resolve_truth(spec: str, graph: ComponentGraph | None = None) -> GroundTruth:
     """The ground truth ``spec`` names: a name, ``interpbench:FOLDER`` or a JSON/YAML file.
 
     ``graph`` gives a user file without a ``model`` its shape (the circuit being scored).

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.errors import CircuitFileError
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from circuits.groundtruth.published import TRUTH_SCHEMA, TRUTH_SCHEMA_VERSION, GroundTruth, from_dict
 
 __all__ = ["TRUTH_SUFFIXES", "load_truth_file"]
@@ -72,7 +72,7 @@ def _names(data: Mapping[str, Any], key: str, src: str) -> list[str]:
     return list(value)
 
 
-def load_truth_file(path: str | Path, graph: Graph | None = None) -> GroundTruth:
+def load_truth_file(path: str | Path, graph: ComponentGraph | None = None) -> GroundTruth:
     """Read a user ground-truth file (module docstring); ``graph`` supplies the shape if it has no ``model``.
 
     Raises:

@@ -49,7 +49,7 @@ from circuits.engine.ablation import Ablation
 from circuits.engine.edge_ablation import AblationBatch, ablated_logits, prepare_batch
 from circuits.engine.edges import EdgeLayout, mean_sender_acts
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node
+from circuits.graph import ComponentGraph, Node
 from circuits.model import PrefixGuard, check_edge_support, graph_of, run_to_logits
 from circuits.scores import Circuit, Level, Scores
 from circuits.selection import Ranking, edge_mask, greedy, top_k
@@ -280,7 +280,7 @@ class CircuitRunner:
     ) -> None:
         check_edge_support(model)
         self.model, self.data, self.metric, self.ablation = model, data, metric, ablation
-        self.graph: Graph = graph_of(model)
+        self.graph: ComponentGraph = graph_of(model)
         self.layout = EdgeLayout(self.graph)
         means = mean_sender_acts(model, data, batch_size, terms=True) if ablation is Ablation.MEAN else None
         guard = PrefixGuard()

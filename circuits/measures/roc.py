@@ -37,7 +37,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from circuits.errors import HeadgraphError
-from circuits.graph import Graph, Node, NodeKind
+from circuits.graph import ComponentGraph, Node, NodeKind
 from circuits.scores import Circuit, Level, Scores
 
 __all__ = [
@@ -180,7 +180,7 @@ def importance(scores: Scores, level: Level | None = None) -> Float[Tensor, " n"
     return torch.where(seen, out, torch.full_like(out, math.nan))
 
 
-def _evaluated_nodes(graph: Graph, truth: Circuit) -> list[int]:
+def _evaluated_nodes(graph: ComponentGraph, truth: Circuit) -> list[int]:
     """Heads, plus MLPs when the ground truth names any (a head-only truth says nothing of MLPs)."""
     kinds = {NodeKind.HEAD} | ({NodeKind.MLP} if any(n.kind is NodeKind.MLP for n in truth.nodes) else set())
     return [i for i, n in enumerate(graph.nodes) if n.kind in kinds]
@@ -329,7 +329,7 @@ def evaluate(scores: Scores, truth: Circuit, *, zero_tol: float = ZERO_TOL) -> E
 
     Examples:
         >>> from circuits.scores import Baseline
-        >>> g = Graph(n_layers=1, n_heads=2, has_mlps=False)
+        >>> g = ComponentGraph(n_layers=1, n_heads=2, has_mlps=False)
         >>> s = Scores(g, Level.NODE, torch.tensor([0.0, 2.0, 1.0, 0.0]), "toy", Baseline("logit-diff", 1.0, 0.0))
         >>> r = evaluate(s, Circuit(g, frozenset({g.nodes[1]}), frozenset()))
         >>> r.node_auc, math.isnan(r.edge_auc), r.undefined["edge"]

@@ -10,7 +10,7 @@ from typing import Any
 from transformer_lens import HookedTransformer
 
 from circuits.errors import ModelLoadError
-from circuits.graph import Graph
+from circuits.graph import ComponentGraph
 from tasks.tokenizer import TextTokenizer
 
 
@@ -87,6 +87,6 @@ def text_tokenizer(model: HookedTransformer) -> TextTokenizer:
     return TextTokenizer(model.tokenizer, bool(model.cfg.default_prepend_bos), str(model.cfg.model_name))
 
 
-def graph_of(model: HookedTransformer) -> Graph:
+def graph_of(model: HookedTransformer) -> ComponentGraph:
     """The candidate graph of ``model``'s shape."""
-    return Graph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)
+    return ComponentGraph(model.cfg.n_layers, model.cfg.n_heads, has_mlps=not model.cfg.attn_only)

@@ -13,7 +13,7 @@ position that predicts the answer:
 
 :func:`evaluate_edits` reports, for each edit, the task's mean metric, accuracy over the vocabulary
 and over the candidates, and where the watched heads attend from the answer position (the share of
-the row on each :class:`~circuits.repair.roles.Role`). Every edit acts at the answer position only
+the row on each :class:`~circuits.repair.answer_roles.AnswerRole`). Every edit acts at the answer position only
 and cannot change any earlier position (attention is causal), so :class:`EditEvaluator` runs every
 batch once in full and each edit resumes that run at its lowest layer, computing only the positions
 from the batch's earliest answer position on (:func:`circuits.model.resume_to_logits`): the result is
@@ -45,7 +45,7 @@ from circuits.model import (
     resumable_run,
     resume_to_logits,
 )
-from circuits.repair.roles import Role, RolePositions, role_mask, role_positions
+from circuits.repair.answer_roles import AnswerRole, RolePositions, role_mask, role_positions
 from tasks import PromptPairDataset
 from tasks.metrics import Accuracy, CandidateAccuracy, LogitDiff, Metric
 
@@ -73,7 +73,7 @@ class HeadEdit:
 
     heads: tuple[Node, ...]
     kind: EditKind
-    role: Role = Role.WRONG
+    role: AnswerRole = AnswerRole.WRONG
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
@@ -85,8 +85,8 @@ class HeadEdit:
             raise HeadgraphError(f"an edit names each head once, got {[str(h) for h in self.heads]}")
         if not isinstance(self.kind, EditKind):
             raise HeadgraphError(f"kind must be an EditKind, got {self.kind!r}")
-        if not isinstance(self.role, Role):
-            raise HeadgraphError(f"role must be a Role, got {self.role!r}")
+        if not isinstance(self.role, AnswerRole):
+            raise HeadgraphError(f"role must be an AnswerRole, got {self.role!r}")
         if self.kind is EditKind.SCALE and not (self.gamma > 0 and self.gamma != 1):
             raise HeadgraphError(f"a scale edit needs gamma > 0 and != 1, got {self.gamma}")
 
@@ -156,7 +156,7 @@ class Outcome:
     metric: float
     accuracy: float
     candidate_accuracy: float
-    attention: Mapping[Node, Mapping[Role, float]] = field(default_factory=dict)
+    attention: Mapping[Node, Mapping[AnswerRole, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -173,11 +173,11 @@ class _Sums:
 
     def __init__(self, watch: Sequence[Node]) -> None:
         self.values = torch.zeros(3, dtype=torch.float64)  # metric, accuracy, candidate accuracy
-        self.attention = {h: torch.zeros(len(Role), dtype=torch.float64) for h in watch}
+        self.attention = {h: torch.zeros(len(AnswerRole), dtype=torch.float64) for h in watch}
 
     def outcome(self, n: int) -> Outcome:
         m, a, c = (self.values / n).tolist()
-        att = {h: {r: float(s[i]) / n for i, r in enumerate(Role)} for h, s in self.attention.items()}
+        att = {h: {r: float(s[i]) / n for i, r in enumerate(AnswerRole)} for h, s in self.attention.items()}
         return Outcome(n, m, a, c, att)
 
 
@@ -198,7 +198,7 @@ def _capture_hooks(
             q = batch.answer_pos.to(pattern.device) - (pattern.shape[-1] - pattern.shape[-2])
             for h in heads:
                 row = pattern[rows, _head(h), q].double()  # (batch, k)
-                for i, role in enumerate(Role):
+                for i, role in enumerate(AnswerRole):
                     mask = role_mask(roles.of(role).to(row.device), row.shape[-1])
                     sums.attention[h][i] += (row * mask).sum()
             return pattern
@@ -217,7 +217,7 @@ class EditEvaluator:
     Args:
         model: the model.
         data: the task's prompts; FORCE/SCALE edits and ``watch`` need its answer roles
-            (:data:`~circuits.repair.roles.ROLES`).
+            (the roles its task declares, :attr:`tasks.Task.answer_roles`).
         metric: the per-example metric (default: logit difference).
         batch_size: prompts per forward pass.
         progress: show progress bars.

@@ -18,8 +18,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from circuits.repair.answer_roles import AnswerRole
 from circuits.repair.edits import Outcome
-from circuits.repair.roles import Role
 from circuits.repair.workflow import Control, Recipe, RepairResult
 
 __all__ = ["plot_repair", "repair_markdown", "repair_to_dict"]
@@ -109,8 +109,8 @@ def _effect(x: float) -> str:
     return "—" if math.isnan(x) else f"{x:+.3f}"
 
 
-def _att(a: dict[Role, float] | Any) -> str:
-    return f"{a[Role.ANSWER]:.2f} / {a[Role.WRONG]:.2f} / {a[Role.CANDIDATES]:.2f}"
+def _att(a: dict[AnswerRole, float] | Any) -> str:
+    return f"{a[AnswerRole.ANSWER]:.2f} / {a[AnswerRole.WRONG]:.2f} / {a[AnswerRole.CANDIDATES]:.2f}"
 
 
 _RECIPE_TEXT = {
@@ -198,9 +198,9 @@ def _attention_panel(ax: Axes, r: RepairResult) -> None:
         for when, o in (("before", r.before), ("after", r.after)):
             a = o.attention[h]
             labels.append(f"{h}\n{when}")
-            answer.append(a[Role.ANSWER])
-            wrong.append(a[Role.WRONG])
-            rest.append(max(0.0, 1 - a[Role.CANDIDATES]))
+            answer.append(a[AnswerRole.ANSWER])
+            wrong.append(a[AnswerRole.WRONG])
+            rest.append(max(0.0, 1 - a[AnswerRole.CANDIDATES]))
     x = range(len(labels))
     ax.bar(x, answer, color="tab:green", label="answer")
     ax.bar(x, wrong, bottom=answer, color="tab:red", label="wrong answers")

@@ -5,7 +5,7 @@ circuit reuses much of its IOI circuit, but that the IOI S-inhibition heads and 
 which attend from the final position to the wrong answer in IOI, attend to every colour on Colored
 Objects; forcing them onto the wrong colours raised accuracy from 49.6% to 93.7%. :func:`repair`
 runs that recipe on any model and pair of tasks with answer roles
-(:mod:`circuits.repair.roles`), choosing everything from data:
+(:mod:`circuits.repair.answer_roles`), choosing everything from data:
 
 1. **Circuits.** Exact activation patching of every head at the answer position (resample
    ablation) on the source task and on the target task's selection prompts; each circuit is the top
@@ -36,7 +36,7 @@ Two recipes (:class:`Recipe`) say which heads are redirected where:
   listed colours are wrong), so it shows a mechanism, not a usable repair.
 * ``PARSED`` (label-free): heads that attend to the *answer* on the source (IOI: the movers, onto
   the indirect object) are forced onto the target's answer position as found from the prompt's
-  structure alone (:data:`~circuits.repair.roles.Role.PARSED`: the colour listed before the object
+  structure alone (:data:`~circuits.repair.answer_roles.AnswerRole.PARSED`: the colour listed before the object
   the question names). Heads are ranked by how much of that attention they lose on the target;
   selection prompts (labels allowed) choose the heads and the edit; at test time nothing but the
   prompt's tokens and named spans is read.
@@ -62,8 +62,8 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.measures.roc import Overlap, task_overlap
 from circuits.model import logits_at, model_info, run_with_cache
+from circuits.repair.answer_roles import AnswerRole, has_roles, require_roles, role_positions
 from circuits.repair.edits import EditEvaluator, EditKind, HeadEdit, Outcome
-from circuits.repair.roles import ROLES, Role, require_roles, role_positions
 from circuits.scores import Scores
 from tasks import PromptPairDataset
 from tasks.metrics import CandidateAccuracy, LogitDiff, Metric
@@ -93,9 +93,9 @@ class Recipe(Enum):
     PARSED = "parsed"
 
     @property
-    def roles(self) -> tuple[Role, Role]:
+    def roles(self) -> tuple[AnswerRole, AnswerRole]:
         """(the role a head must attend to on the source, the role it is directed to on the target)."""
-        return (Role.WRONG, Role.WRONG) if self is Recipe.ORACLE else (Role.ANSWER, Role.PARSED)
+        return (AnswerRole.WRONG, AnswerRole.WRONG) if self is Recipe.ORACLE else (AnswerRole.ANSWER, AnswerRole.PARSED)
 
 
 class Candidates(Enum):
@@ -172,10 +172,10 @@ class HeadReport:
     source_effect: float
     target_effect: float
     shared: bool
-    source: Mapping[Role, float]
-    target: Mapping[Role, float]
+    source: Mapping[AnswerRole, float]
+    target: Mapping[AnswerRole, float]
     eligible: bool
-    roles: tuple[Role, Role] = (Role.WRONG, Role.WRONG)
+    roles: tuple[AnswerRole, AnswerRole] = (AnswerRole.WRONG, AnswerRole.WRONG)
 
     @property
     def misdirection(self) -> float:
@@ -409,7 +409,7 @@ def repair(
         require_roles(d.task)
     if config.recipe is Recipe.PARSED:
         for d in (target, select):
-            if not role_positions(d).has(Role.PARSED):
+            if not role_positions(d).has(AnswerRole.PARSED):
                 raise HeadgraphError(f"the label-free recipe needs {d.task!r} prompts whose answer position the"
                                      " prompt's structure gives; this task has none (use --recipe oracle)")  # fmt: skip
     if select.task != target.task:
@@ -486,7 +486,7 @@ def repair(
 
     side: list[Collateral] = []
     for name, data in (collateral or {}).items():
-        forms = [chosen] if data.task in ROLES and role_positions(data).has(chosen.role) else []
+        forms = [chosen] if has_roles(data.task) and role_positions(data).has(chosen.role) else []
         forms.append(HeadEdit(chosen.heads, EditKind.ABLATE))
         base, *rest = EditEvaluator(model, data, progress=progress, **kw)([None, *forms])
         side += [Collateral(name, f, base, o) for f, o in zip(forms, rest, strict=True)]
