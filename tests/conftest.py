@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import jaxtyping
 import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -95,3 +97,18 @@ def revalidate(settings: Any, **fields: object) -> None:
     for name, value in fields.items():
         object.__setattr__(settings, name, value)
     settings.__post_init__()
+
+
+@contextmanager
+def unchecked() -> Iterator[None]:
+    """Run the block as users run it: without the test run's runtime type checker (jaxtyping + beartype).
+
+    Inside, a wrongly typed argument reaches the hand-written check (its own error and one-line
+    message) instead of the checker's ``TypeCheckError``, so a test can require that check.
+    """
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", before)

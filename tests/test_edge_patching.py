@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Graph, Node, NodeKind
 from circuits.model import run_to_logits
 from tasks import LogitDiff
-from tests.conftest import TinyFactory, random_dataset
+from tests.conftest import TinyFactory, random_dataset, unchecked
 from tests.edge_checks import BruteForceEdges
 
 METRIC = LogitDiff()
@@ -99,9 +101,16 @@ def test_unsupported_models_are_refused(tiny_model: TinyFactory) -> None:
         EdgePatching()(model, random_dataset(n=2), METRIC, progress=False)
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"max_rows": 0}, {"ablation": "zero"}])
-def test_bad_settings_raise(bad: dict[str, object]) -> None:
-    with pytest.raises((HeadgraphError, TypeError)):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"max_rows": 0}, "max_rows must be a positive integer, got 0"),
+        ({"ablation": "zero"}, "ablation must be an Ablation, got 'zero'"),
+    ],
+)
+def test_bad_settings_raise(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(HeadgraphError, match=re.escape(message)), unchecked():  # the hand-written check
         EdgePatching(**bad)  # type: ignore[arg-type]
 
 

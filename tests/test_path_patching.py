@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +25,7 @@ from circuits.model import (
     with_hooks,
 )
 from tasks import LogitDiff, PromptPairDataset
-from tests.conftest import TinyFactory, random_dataset, tiny_config
+from tests.conftest import TinyFactory, random_dataset, tiny_config, unchecked
 
 METRIC = LogitDiff()
 ATOL = 1e-5
@@ -106,11 +108,20 @@ def test_unknown_receiver_raises_at_call(tiny_model: TinyFactory) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"inputs": "qx"}, {"inputs": ""}, {"inputs": "qq"}, {"receivers": ""}, {"receivers": "input"},
-            {"receivers": "L1X2"}, {"batch_size": 0}, {"ablation": "resample"}]
-)  # fmt: skip
-def test_bad_settings_raise(bad: dict[str, object]) -> None:
-    with pytest.raises((HeadgraphError, TypeError)):
+    ("bad", "message"),
+    [
+        ({"inputs": "qx"}, "inputs must be distinct letters among q, k, v, got 'qx'"),
+        ({"inputs": ""}, "inputs must be distinct letters among q, k, v, got ''"),
+        ({"inputs": "qq"}, "inputs must be distinct letters among q, k, v, got 'qq'"),
+        ({"receivers": ""}, "path patching needs at least one receiver"),
+        ({"receivers": "input"}, "the input cannot be a receiver"),
+        ({"receivers": "L1X2"}, "not a node name: 'L1X2'"),
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"ablation": "resample"}, "ablation must be an Ablation, got 'resample'"),
+    ],
+)
+def test_bad_settings_raise(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(HeadgraphError, match=re.escape(message)), unchecked():  # the hand-written check
         PathPatching(**bad)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from circuits.graph import QKV, Edge, Node, NodeKind
 from circuits.scores import UninformativeScoresWarning
 from saes import Architecture, argmax_codes
 from tasks import Accuracy, LogitDiff, PromptPair, PromptPairDataset, Targets
-from tests.conftest import TinyFactory, random_dataset
+from tests.conftest import TinyFactory, random_dataset, unchecked
 
 ATOL = 1e-5
 """Tolerance of float32 head outputs against TransformerLens's own per-head results."""
@@ -252,17 +253,27 @@ def test_methods_are_registered_and_built_from_strings() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [{"d_sae": 0}, {"k": 500}, {"train_prompts": 0}, {"l1_coefficient": -1.0}, {"epochs": 0}, {"batch_size": 0},
-     {"lr": -1.0}],
-)  # fmt: skip
-def test_bad_method_settings_raise(bad: dict[str, object]) -> None:
+    ("bad", "message"),
+    [
+        ({"d_sae": 0}, "d_sae must be a positive integer, got 0"),
+        ({"k": 500}, "k (500) cannot exceed d_sae (200)"),
+        ({"train_prompts": 0}, "train_prompts must be a positive integer, got 0"),
+        ({"l1_coefficient": -1.0}, "l1_coefficient must be non-negative, got -1.0"),
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"lr": -1.0}, "lr must be positive, got -1.0"),
+    ],
+)
+def test_bad_method_settings_raise(bad: dict[str, object], message: str) -> None:
     for cls in (SAECodes, SAECodeEdges, SAEPatching):
-        with pytest.raises((HeadgraphError, TypeError)):
+        with pytest.raises(HeadgraphError, match=re.escape(message)):
             cls(**bad)  # type: ignore[arg-type]
-    with pytest.raises((HeadgraphError, TypeError)):
+
+
+def test_bad_shortlist_and_pooling_raise() -> None:
+    with pytest.raises(HeadgraphError, match="shortlist must be a positive integer, got 0"):
         SAEPatching(shortlist=0)
-    with pytest.raises((HeadgraphError, TypeError)):
+    with pytest.raises(HeadgraphError, match="pooling must be a Pooling, got 'mean'"), unchecked():  # not the checker
         SAECodes(pooling="mean")  # type: ignore[arg-type]
 
 
