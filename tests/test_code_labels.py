@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from circuits.analysis.code_labels import format_labels, label_heads
 from circuits.cli import main
-from circuits.code_labels import format_labels, label_heads
 from circuits.discovery.code_patching import CodePatchingSettings, code_fidelity
 from circuits.errors import CircuitFileError
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model

@@ -7,8 +7,8 @@ import torch
 
 from circuits.errors import HeadgraphError
 from circuits.groundtruth import induction_model
-from circuits.lofit import LoFiTConfig, head_offsets, lofit, select_heads, train_offsets
 from circuits.model import run_to_logits
+from circuits.seed.lofit import LoFiTConfig, head_offsets, lofit, select_heads, train_offsets
 
 
 def test_distractor_scales_get_no_gradient_and_the_copy_head_is_selected() -> None:

@@ -14,8 +14,8 @@ from circuits.discovery.position_setting import PositionScores, position_selecti
 from circuits.errors import CircuitFileError, HeadgraphError
 from circuits.headgraph import HeadGraph, TaskRun
 from circuits.model import model_info
+from circuits.pictures.position_plot import format_positions
 from circuits.plot import plot_headgraph
-from circuits.position_plot import format_positions
 from tasks import LogitDiff, PromptPairDataset
 from tests.conftest import TinyFactory, random_dataset
 

@@ -1,4 +1,4 @@
-"""The refusal workflow's pieces (circuits/refusal.py): detector on fixed strings, template, request
+"""The refusal workflow's pieces (circuits/seed/refusal.py): detector on fixed strings, template, request
 set, and the batched Ships KL against one :class:`ScaleQuery` run per head on a tiny random model."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from circuits.discovery.ships import ships_kl
 from circuits.errors import HeadgraphError
 from circuits.interventions import ScaleQuery, intervene
-from circuits.refusal import chat_prompt, is_refusal, load_requests, ships_on_tokens
+from circuits.seed.refusal import chat_prompt, is_refusal, load_requests, ships_on_tokens
 
 REFUSALS = [
     "I'm sorry, but I can't assist with that.",

@@ -11,7 +11,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Node
 from circuits.groundtruth import InductionConfig, induction_model
 from circuits.model import attention_weights
-from circuits.retrieval import NeedlePrompt, decode, needle_prompts, retrieval_knockout, retrieval_scores
+from circuits.seed.retrieval import NeedlePrompt, decode, needle_prompts, retrieval_knockout, retrieval_scores
 from tasks import Retrieval, TaskError, TextTokenizer
 from tasks.words import load_data
 

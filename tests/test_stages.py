@@ -17,7 +17,7 @@ from circuits.errors import HeadgraphError
 from circuits.graph import Node, NodeKind
 from circuits.groundtruth.planted_ioi import IOIConfig, ioi_model
 from circuits.measures.roc import stage_heads
-from circuits.stages import StageRule, find_stages, shortlist_senders
+from circuits.seed.stages import StageRule, find_stages, shortlist_senders
 from tasks import LogitDiff
 from tests.conftest import TinyFactory, random_dataset
 

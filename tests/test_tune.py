@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from circuits.errors import HeadgraphError
 from circuits.groundtruth import induction_model
 from circuits.interventions import calibrate_sinks
-from circuits.tune import Objective, Recipe, TuneConfig, evaluate, profile, tune
+from circuits.seed.tune import Objective, Recipe, TuneConfig, evaluate, profile, tune
 from tests.conftest import random_dataset
 
 ZERO_GAIN = 1e-12
