@@ -140,6 +140,13 @@ MOVED = [
     ("circuits.faithfulness", "circuits.measures.faithfulness"),
     ("circuits.regression", "circuits.measures.regression"),
     ("circuits.rank_agreement", "circuits.measures.rank_agreement"),
+    ("circuits.stages", "circuits.seed.stages"),
+    ("circuits.retrieval", "circuits.seed.retrieval"),
+    ("circuits.refusal", "circuits.seed.refusal"),
+    ("circuits.tune", "circuits.seed.tune"),
+    ("circuits.lofit", "circuits.seed.lofit"),
+    ("circuits.code_labels", "circuits.analysis.code_labels"),
+    ("circuits.position_plot", "circuits.pictures.position_plot"),
 ]
 
 
@@ -174,6 +181,21 @@ def test_moved_names_resolve_to_one_object_under_both_paths() -> None:
     from circuits.analysis.head_roles import Role as new_role
 
     assert old_role is new_role
+
+
+def test_seed_workflow_names_resolve_to_one_object_under_both_paths() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in ("circuits.stages", "circuits.tune", "circuits.code_labels"):
+            sys.modules.pop(name, None)
+        from circuits.code_labels import label_heads as old_labels
+        from circuits.stages import find_stages as old_stages
+        from circuits.tune import TuneConfig as old_config
+    from circuits.analysis.code_labels import label_heads
+    from circuits.seed.stages import find_stages
+    from circuits.seed.tune import TuneConfig
+
+    assert old_stages is find_stages and old_config is TuneConfig and old_labels is label_heads
 
 
 def test_the_ablation_vocabulary_is_one_object_everywhere() -> None:
