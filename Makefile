@@ -85,7 +85,7 @@ bench-sweep: $(SWEEP)
 	$(BIN)/python bench/sweep_speed.py --out out/bench-sweep
 
 # Re-execute every notebook at full settings (minutes each on a CPU) and write its paired .ipynb,
-# outputs included. tests/test_notebooks.py runs them small and checks each pair is in sync.
+# outputs included. tests/e2e/test_notebooks.py runs them small and checks each pair is in sync.
 notebooks: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python notebooks/run.py
 

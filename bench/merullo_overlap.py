@@ -1,4 +1,4 @@
-"""Merullo et al.'s IOI ↔ Colored Objects overlap from stage-wise path patching (:mod:`circuits.stages`).
+"""Merullo et al.'s IOI ↔ Colored Objects overlap from stage-wise path patching (:mod:`circuits.seed.stages`).
 
 Run: ``.venv/bin/python bench/merullo_overlap.py --model qwen2.5-coder-0.5b --dtype bfloat16 --n 8
 --threads 1 --out docs/overlap/qwen2.5-coder-0.5b``.
@@ -34,7 +34,7 @@ import torch
 from circuits.graph import Node
 from circuits.measures.roc import OVERLAP_FRACTIONS, jaccard, overlap_curve
 from circuits.model import graph_of, load_model, text_tokenizer
-from circuits.stages import StageResult, StageRule, find_stages
+from circuits.seed.stages import StageResult, StageRule, find_stages
 from tasks import get_task
 
 TASKS = ("ioi", "colored-objects")

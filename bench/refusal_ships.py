@@ -4,7 +4,7 @@
         --out docs/seed/refusal-qwen05
 
 Greedy replies to the request set (tasks/data/refusal-requests.json) in ChatML, the refusal detector
-(circuits.refusal.is_refusal) on them, Ships ranked on the declined prompts, and the refusal rate with
+(circuits.seed.refusal.is_refusal) on them, Ships ranked on the declined prompts, and the refusal rate with
 the top-k Ships heads ablated (query × 1e-4) against k random heads (several draws).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from circuits.model import load_model
-from circuits.refusal import chat_prompt, is_refusal, load_requests, refusal_rate, ships_on_prompts
+from circuits.seed.refusal import chat_prompt, is_refusal, load_requests, refusal_rate, ships_on_prompts
 
 
 def main() -> None:

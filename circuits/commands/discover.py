@@ -65,12 +65,12 @@ def run(args: argparse.Namespace) -> int:
         hg = _with_code_labels(hg, model, data, task.metric)
     print(format_table(hg, args.top_k))
     if hg.code_labels:
-        from circuits.code_labels import format_labels
+        from circuits.analysis.code_labels import format_labels
 
         print("\nheads labelled by their SAE codes (at the answer position):")
         print(format_labels(hg.code_labels))
     if hg.positions:
-        from circuits.position_plot import format_positions
+        from circuits.pictures.position_plot import format_positions
 
         print("\nkept (edge, position) pairs (a k/v edge at its key position):")
         print(format_positions(hg.positions, args.top_k))
@@ -82,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_code_labels(hg: Any, model: Any, data: Any, metric: Any) -> Any:
-    """``hg`` with its circuit heads' code labels and code fidelity (:mod:`circuits.code_labels`)."""
+    """``hg`` with its circuit heads' code labels and code fidelity (:mod:`circuits.analysis.code_labels`)."""
     import dataclasses
 
-    from circuits.code_labels import label_heads
+    from circuits.analysis.code_labels import label_heads
     from circuits.discovery.code_patching import CodePatchingSettings, code_fidelity
     from circuits.model import text_tokenizer
 

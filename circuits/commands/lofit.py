@@ -6,7 +6,7 @@
 Trains the per-head scales on ``--n-train`` prompts (seed ``--seed``), keeps the top ``--k`` heads,
 trains their output offsets, and reports held-out accuracy (``--n-test`` prompts, seed ``--seed + 1``)
 of the untouched model, of LoFiT and of the same tuning on ``--controls`` random head sets
-(:mod:`circuits.lofit`). Writes ``lofit.md`` and ``lofit.json`` under ``--out``.
+(:mod:`circuits.seed.lofit`). Writes ``lofit.md`` and ``lofit.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ FILES = ("lofit.md", "lofit.json")
 
 
 def run(args: argparse.Namespace) -> int:
-    from circuits.lofit import LoFiTConfig, lofit
     from circuits.model import text_tokenizer
+    from circuits.seed.lofit import LoFiTConfig, lofit
 
     task = task_from_args(args)
     if args.n_train <= 0 or args.n_test <= 0:

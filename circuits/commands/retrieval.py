@@ -2,7 +2,7 @@
 
     headgraph retrieval --model smollm2-135m --n 12 --haystack 10 --knockout 10 --draws 2 --out out/retrieval
 
-Scores every head on the ``retrieval`` task's needle prompts (:mod:`circuits.retrieval`), prints the
+Scores every head on the ``retrieval`` task's needle prompts (:mod:`circuits.seed.retrieval`), prints the
 retrieval heads (score above ``--threshold``) and their share of all heads, then decodes the same
 prompts with the top ``--knockout`` heads' attention made uniform, and with ``--draws`` random sets of
 as many other heads, and prints the retrieval accuracy of each. Writes ``retrieval.md`` and
@@ -36,7 +36,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from circuits.model import text_tokenizer
-    from circuits.retrieval import needle_prompts, retrieval_knockout, retrieval_scores
+    from circuits.seed.retrieval import needle_prompts, retrieval_knockout, retrieval_scores
     from tasks import Retrieval
 
     _check(args)

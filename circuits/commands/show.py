@@ -20,12 +20,12 @@ def run(args: argparse.Namespace) -> int:
     for note in hg.warnings:
         print(f"warning (recorded when the circuit was made): {note}")
     if hg.code_labels:
-        from circuits.code_labels import format_labels
+        from circuits.analysis.code_labels import format_labels
 
         print("\nheads labelled by their SAE codes (at the answer position):")
         print(format_labels(hg.code_labels))
     if hg.positions:
-        from circuits.position_plot import format_positions
+        from circuits.pictures.position_plot import format_positions
 
         print("\nkept (edge, position) pairs (a k/v edge at its key position):")
         print(format_positions(hg.positions, top))

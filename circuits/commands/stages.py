@@ -3,7 +3,7 @@
     headgraph stages --task ioi --model smollm2-135m --n 8 --shortlist 24 --out out/stages-ioi.json
 
 Stage 1 scores the heads' paths to the logits, stage 2 their paths into stage 1's heads' queries,
-stage 3 into stage 2's heads' keys and values (:mod:`circuits.stages`); each stage keeps its top
+stage 3 into stage 2's heads' keys and values (:mod:`circuits.seed.stages`); each stage keeps its top
 ``--fraction`` of the heads. ``--shortlist K`` confirms the top K senders by EAP with exact path
 patching (0: every head, exact). Prints the stages and writes them as JSON. The overlap of two
 tasks' stages with its curve and a random baseline: ``bench/merullo_overlap.py``.
@@ -29,7 +29,7 @@ from circuits.commands.common import (
 def run(args: argparse.Namespace) -> int:
     from circuits.measures.roc import MERULLO_FRACTION
     from circuits.model import text_tokenizer
-    from circuits.stages import StageRule, find_stages
+    from circuits.seed.stages import StageRule, find_stages
     from tasks import get_task
 
     task = get_task(args.task)

@@ -6,7 +6,7 @@
 Profiles single-head edits on validation prompts (seed ``--seed``), picks the group and its γ (or β)
 there, supervised (``--objective accuracy``) or unsupervised (``--objective entropy``), and reports
 accuracy on held-out test prompts (seed ``--seed + 1``) against the untouched model and against
-``--controls`` random head groups given the same search (:mod:`circuits.tune`). Writes ``tune.md``
+``--controls`` random head groups given the same search (:mod:`circuits.seed.tune`). Writes ``tune.md``
 and ``tune.json`` under ``--out``.
 """
 
@@ -60,7 +60,7 @@ def task_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from circuits.model import text_tokenizer
-    from circuits.tune import Objective, Recipe, TuneConfig, tune
+    from circuits.seed.tune import Objective, Recipe, TuneConfig, tune
 
     task = task_from_args(args)
     try:

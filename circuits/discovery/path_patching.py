@@ -87,7 +87,7 @@ class PathPatching:
         senders: comma-separated sender heads to score (``L3H1,L5H0``); empty scores every head
             upstream of a receiver. Restricting the senders only skips work: a sender's scores do not
             depend on which other senders are scored (tested). Merullo et al.'s stage rule
-            (:mod:`circuits.stages`) uses it to confirm a shortlist exactly.
+            (:mod:`circuits.seed.stages`) uses it to confirm a shortlist exactly.
         freeze_mlps: also freeze MLP outputs in step 1 (then only the direct path counts).
         ablation: what replaces the sender's clean output.
         batch_size: prompts per forward (before stacking senders).

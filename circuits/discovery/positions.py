@@ -65,7 +65,7 @@ def position_labels(batch: PromptPairDataset) -> tuple[tuple[str, ...], Int[Tens
     The answer position is ``END`` even where a named position falls on it.
 
     Examples:
-        >>> from tests.conftest import random_dataset
+        >>> from tests.helpers.data import random_dataset
         >>> import dataclasses, torch
         >>> d = dataclasses.replace(random_dataset(n=1, length=4), positions={"S": torch.tensor([1])})
         >>> names, idx = position_labels(d)

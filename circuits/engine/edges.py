@@ -212,7 +212,7 @@ class ActivePositions:
         """Positions up to each answer, starting at the first clean/corrupt difference when asked.
 
         Examples:
-            >>> from tests.conftest import random_dataset
+            >>> from tests.helpers.data import random_dataset
             >>> d = random_dataset(n=2, length=5, lengths=[5, 4], diff_from=2)
             >>> p = ActivePositions.of(d, from_first_difference=True)
             >>> p.rows.tolist(), p.cols.tolist()
@@ -245,7 +245,7 @@ def prefix_length(batch: PromptPairDataset, ablation: Ablation) -> int:
     """Leading positions where clean and ablated runs of ``batch`` agree (0 unless resampling).
 
     Examples:
-        >>> from tests.conftest import random_dataset
+        >>> from tests.helpers.data import random_dataset
         >>> prefix_length(random_dataset(n=2, length=6, lengths=[6, 4], diff_from=3), Ablation.RESAMPLE)
         3
     """
@@ -263,7 +263,7 @@ def first_difference(batch: PromptPairDataset, *, otherwise: Int[Tensor, " batch
     prefix use it.
 
     Examples:
-        >>> from tests.conftest import random_dataset
+        >>> from tests.helpers.data import random_dataset
         >>> d = random_dataset(n=2, length=5, lengths=[5, 4], diff_from=2)
         >>> first_difference(d, otherwise=d.answer_pos).tolist()
         [2, 2]

@@ -1,1 +1,1 @@
-"""Pictures of results (attention patterns, faithfulness curves): the last step of the pipeline."""
+"""Pictures of results (attention patterns, faithfulness curves, positions): the last step of the pipeline."""
