@@ -16,6 +16,7 @@ Bad input raises :class:`~circuits.errors.HeadgraphError` naming the setting and
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 from circuits.errors import HeadgraphError
 
-__all__ = ["from_json", "from_strings", "parse_choice", "to_json"]
+__all__ = ["field_hints", "from_json", "from_strings", "parse_choice", "to_json"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
@@ -55,11 +56,36 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def field_hints(cls: type) -> dict[str, Any]:
+    """The evaluated type hints of a dataclass's *fields* (a field's own class and module resolve it).
+
+    Unlike :func:`typing.get_type_hints`, class variables are left alone: they may name types imported
+    only for the type checker (``Task.answer_roles: ClassVar[AnswerRoles | None]``), which cannot be
+    evaluated at run time and are never settings.
+
+    Examples:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class S:
+        ...     only: typing.ClassVar["NotImportedHere"]
+        ...     n: int = 1
+        >>> field_hints(S)
+        {'n': <class 'int'>}
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        module = vars(sys.modules[klass.__module__]) if klass.__module__ in sys.modules else {}
+        for name, hint in klass.__dict__.get("__annotations__", {}).items():
+            if name in names:
+                hints[name] = eval(hint, module, dict(vars(klass))) if isinstance(hint, str) else hint  # noqa: S307
+    return hints
+
+
 def from_json(cls: type[T], values: Mapping[str, Any]) -> T:
     """``cls`` built from :func:`to_json`'s output (module docstring)."""
     if not dataclasses.is_dataclass(cls):
         return cls()
-    hints = typing.get_type_hints(cls)
+    hints = field_hints(cls)
     kwargs = {
         f.name: _typed(hints.get(f.name), values[f.name], f.name) for f in dataclasses.fields(cls) if f.name in values
     }
@@ -87,7 +113,7 @@ def from_strings(cls: type[T], values: Mapping[str, str], *, what: str = "") -> 
     """
     label = what or cls.__name__
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
+    hints = field_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, text in values.items():
         key = key.replace("-", "_")

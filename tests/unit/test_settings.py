@@ -76,3 +76,15 @@ def test_tuple_task_settings_round_trip() -> None:
 def test_bad_strings_are_one_line_errors(typed: dict[str, str], message: str) -> None:
     with pytest.raises(HeadgraphError, match=message):
         build_method("activation-patching", typed)
+
+
+def test_every_task_round_trips_though_its_class_variables_name_types_the_run_cannot_import() -> None:
+    """Task classes declare ``answer_roles: ClassVar[AnswerRoles | None]`` with ``AnswerRoles`` imported
+    for the type checker only; the settings functions read the fields' hints alone."""
+    from tasks import TASKS
+
+    for name in TASKS.names():
+        cls = TASKS[name]
+        task = cls()
+        assert from_json(cls, to_json(task)) == task
+        assert from_strings(cls, {}) == task
