@@ -30,9 +30,12 @@ SMALL = {
     "HEADGRAPH_NB_SHORTLIST": "4",
     "HEADGRAPH_NB_PATCH_PAIRS": "4",
     "HEADGRAPH_NB_MODEL": "qwen2.5-coder-0.5b",
+    "HEADGRAPH_NB_DTYPE": "float32",
 }
 """Environment of the CI run: every notebook reads its sizes from these variables (and the notebooks
-on the capable models, 02 and 04, their model: the 0.5B at small settings)."""
+on the capable models, 02 and 04, their model: the 0.5B at small settings, in float32: bfloat16 is
+about 30× slower than float32 on a CPU without bfloat16 instructions, such as this project's AVX2
+build machines)."""
 
 NEEDS_QWEN = ("02_circuit_reuse", "04_mcqa_letters")
 """Notebooks whose default model is a Qwen2.5-Coder model (the qwen extra)."""
