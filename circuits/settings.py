@@ -71,7 +71,7 @@ def field_hints(cls: type) -> dict[str, Any]:
         >>> field_hints(S)
         {'n': <class 'int'>}
     """
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(cls)}
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         module = vars(sys.modules[klass.__module__]) if klass.__module__ in sys.modules else {}
