@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circuits.graph import Node
 from circuits.measures.roc import jaccard
 
 SAME = ("model", "n", "rule")
@@ -103,7 +104,8 @@ def shared_in_every_run(runs: list[dict[str, Any]], fraction: float = 0.02) -> f
 
 
 def _heads(names: frozenset[str]) -> str:
-    return ", ".join(sorted(names, key=lambda h: tuple(int(x) for x in h[1:].split("H")))) or "—"
+    """Head names in layer, then head order (parsed by :meth:`Node.parse`, not by hand)."""
+    return ", ".join(sorted(names, key=lambda h: (Node.parse(h).layer, Node.parse(h).head or 0))) or "—"
 
 
 def _seconds(run: dict[str, Any]) -> str:
